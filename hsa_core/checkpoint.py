@@ -1,0 +1,65 @@
+"""Save and load models: `models/<name>/` holds config.json, model.safetensors and tokenizer.json."""
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model as load_weights
+from safetensors.torch import save_model as save_weights
+
+from hsa_core.config import PRESETS, HSAConfig
+from hsa_core.model import HSAModel
+from hsa_core.tokenizer import Tokenizer
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = "hsa-small"
+
+
+class ModelNotFound(FileNotFoundError):
+    pass
+
+
+def save_model(model: HSAModel, directory: str | Path) -> Path:
+    """Write config.json, model.safetensors (and tokenizer.json if the model has one) to directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.cfg.to_json(directory / "config.json")
+    save_weights(model, str(directory / "model.safetensors"))
+    if model.tokenizer is not None:
+        model.tokenizer.save(directory / "tokenizer.json")
+    return directory
+
+
+def _resolve(name: str) -> Path:
+    path = Path(name)
+    return path if path.is_dir() or path.is_absolute() or len(path.parts) > 1 else MODELS_DIR / name
+
+
+def load_model(
+    name: str | Path | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> HSAModel:
+    """Load a checkpoint, or build a random-initialised preset.
+
+    name: None (the shipped model, models/hsa-small), a folder in models/, a path to a checkpoint
+    folder, or a preset name from HSAConfig ("test", "small"), which gets random weights (seed 0)
+    and the shipped tokenizer.
+    """
+    name = str(name or DEFAULT_MODEL)
+    if name in PRESETS:
+        tokenizer = Tokenizer.from_file(MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
+        cfg = HSAConfig.preset(name, vocab_size=tokenizer.vocab_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = HSAModel(cfg)
+    else:
+        directory = _resolve(name)
+        weights = directory / "model.safetensors"
+        if not weights.is_file():
+            raise ModelNotFound(
+                f"no trained checkpoint at {weights}: train one with `hsa train` or load a preset "
+                f"({', '.join(PRESETS)}) for random weights"
+            )
+        model = HSAModel(HSAConfig.from_json(directory / "config.json"))
+        load_weights(model, str(weights))
+        tokenizer = Tokenizer.from_file(directory / "tokenizer.json")
+    model.tokenizer = tokenizer
+    return model.to(device=device, dtype=dtype).eval()

@@ -1,0 +1,36 @@
+"""The chunking layer: each chunk of S hidden states, with a learned CLS appended, through a small
+bidirectional encoder; the CLS output becomes the chunk's landmark, the S token outputs its K/V."""
+
+import torch
+import torch.nn as nn
+
+from hsa_core.config import HSAConfig
+from hsa_core.layers import Block, rope_angles
+
+
+class ChunkEncoder(nn.Module):
+    def __init__(self, cfg: HSAConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.cls = nn.Parameter(torch.zeros(cfg.d_model)) if cfg.encoder == "cls_encoder" else None
+        self.layers = nn.ModuleList(Block(cfg, bidirectional=True) for _ in range(cfg.enc_layers))
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.landmark_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.wk = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.head_dim, bias=False)
+        self.wv = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.head_dim, bias=False)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """h (N, S, d) chunks → landmarks (N, Hkv, Dl), k and v (N, S, Hkv, D)."""
+        cfg = self.cfg
+        N, S, d = h.shape
+        x = h if self.cls is None else torch.cat([h, self.cls.to(h.dtype).expand(N, 1, d)], 1)
+        rope = rope_angles(torch.arange(x.shape[1], device=h.device), cfg.head_dim, cfg.rope_theta)
+        for layer in self.layers:
+            x, _ = layer(x, rope)
+        x = self.norm(x)
+        tokens = x[:, :S]
+        summary = tokens.mean(1) if self.cls is None else x[:, S]
+        landmarks = self.landmark_norm(summary).view(N, cfg.hsa_kv_heads, cfg.landmark_dim)
+        k = self.wk(tokens).view(N, S, cfg.hsa_kv_heads, cfg.head_dim)
+        v = self.wv(tokens).view(N, S, cfg.hsa_kv_heads, cfg.head_dim)
+        return landmarks, k, v

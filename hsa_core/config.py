@@ -1,0 +1,88 @@
+"""Model configuration: one dataclass, saved as JSON beside the weights, with named presets."""
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+ENCODERS = ("cls_encoder", "meanpool")
+RESIDUALS = ("bypass", "standard")
+WEIGHTINGS = ("softmax", "stick_breaking")
+
+
+@dataclass
+class HSAConfig:
+    vocab_size: int = 8192  # tokenizer vocabulary, special tokens included
+    d_model: int = 384  # residual stream width
+    n_heads: int = 6  # query heads of the SWA layers and the chunk encoder
+    n_kv_heads: int = 2  # KV heads of the SWA layers (GQA)
+    head_dim: int = 64  # per head, SWA and HSA alike
+    mlp_hidden: int = 1024  # SwiGLU inner width
+    n_lower: int = 4  # SWA layers below the chunking layer
+    n_groups: int = 2  # upper groups of [retrieval + HSA layer + SWA layers]
+    group_swa: int = 1  # SWA layers after the HSA layer in each group
+    window: int = 512  # sliding window of the SWA layers, in tokens (the token itself included)
+    chunk_size: int = 64  # tokens per chunk (S)
+    top_k: int = 8  # chunks each token reads per HSA layer
+    enc_layers: int = 1  # bidirectional layers of the chunk encoder
+    hsa_heads: int = 6  # query heads of each HSA layer
+    hsa_kv_heads: int = 1  # KV heads of the chunk memory; retrieval runs per KV head
+    encoder: str = "cls_encoder"  # landmark = norm(CLS output) | norm(mean of the encoder's outputs)
+    residual: str = "bypass"  # x + MLP(norm(x + hsa)) | x + hsa + MLP(norm(x + hsa))
+    weights: str = "softmax"  # chunk weights over the top-k: softmax | stick_breaking (most recent first)
+    gumbel: float = 1.0  # scale of the Gumbel noise added to selection scores in training (0 = off)
+    qk_norm: bool = True  # RMSNorm on q and k in the SWA layers and the encoder
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("encoder", self.encoder, ENCODERS),
+            ("residual", self.residual, RESIDUALS),
+            ("weights", self.weights, WEIGHTINGS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"HSAConfig.{name} must be one of {allowed}, got {value!r}")
+        if self.n_heads % self.n_kv_heads or self.hsa_heads % self.hsa_kv_heads:
+            raise ValueError("query heads must be a multiple of KV heads (n_heads/n_kv_heads, hsa_*)")
+        if self.d_model % self.hsa_kv_heads:
+            raise ValueError(f"d_model {self.d_model} must split evenly into {self.hsa_kv_heads} landmark heads")
+        if self.top_k < 1 or self.chunk_size < 1 or self.window < 1:
+            raise ValueError("top_k, chunk_size and window must be positive")
+
+    @property
+    def landmark_dim(self) -> int:
+        """Per-KV-head width of landmarks and retrieval queries (the landmark is norm(CLS) split per head)."""
+        return self.d_model // self.hsa_kv_heads
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "HSAConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "HSAConfig":
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown config fields {sorted(unknown)}")
+        return cls(**data)
+
+
+PRESETS: dict[str, dict] = {
+    # tiny: forward + backward on CPU in milliseconds; small chunks and window so tests cross both
+    "test": dict(
+        d_model=64, n_heads=2, n_kv_heads=1, head_dim=32, mlp_hidden=128, n_lower=2, n_groups=2,
+        group_swa=1, window=16, chunk_size=8, top_k=2, enc_layers=1, hsa_heads=2, hsa_kv_heads=1,
+    ),
+    # the shipped reader: 15.8M parameters, bf16 weights ≈ 30 MiB
+    "small": dict(
+        d_model=384, n_heads=6, n_kv_heads=2, head_dim=64, mlp_hidden=896, n_lower=4, n_groups=2,
+        group_swa=1, window=512, chunk_size=64, top_k=8, enc_layers=1, hsa_heads=6, hsa_kv_heads=1,
+    ),
+}

@@ -1,0 +1,44 @@
+"""The HSA layer: attend inside the selected chunks and merge through the bypassing residual."""
+
+import torch
+import torch.nn as nn
+
+from hsa_core.config import HSAConfig
+from hsa_core.layers import SwiGLU
+from kernels import hsa_attention
+
+
+class HSALayer(nn.Module):
+    """q = W_q·norm(x); o = W_o·Σ_k w_k·softmax(q K_kᵀ/√D) V_k. No RoPE: the memory has no positions.
+
+    bypass:   x + MLP(norm(x + o))       (the HSA output reaches the stream only through the MLP)
+    standard: h = x + o; h + MLP(norm(h))
+    """
+
+    def __init__(self, cfg: HSAConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.wq = nn.Linear(cfg.d_model, cfg.hsa_heads * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.hsa_heads * cfg.head_dim, cfg.d_model, bias=False)
+        self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        indices: torch.Tensor,
+        weights: torch.Tensor,
+        backend: str = "auto",
+    ) -> torch.Tensor:
+        """x (B, T, d); k, v (B, C, S, Hkv, D); indices, weights (B, T, Hkv, K)."""
+        B, T, _ = x.shape
+        q = self.wq(self.norm(x)).view(B, T, self.cfg.hsa_heads, self.cfg.head_dim)
+        o = hsa_attention(q, k, v, indices, weights.to(q.dtype), backend=backend)
+        o = self.wo(o.reshape(B, T, -1))
+        if self.cfg.residual == "bypass":
+            return x + self.mlp(self.mlp_norm(x + o))
+        h = x + o
+        return h + self.mlp(self.mlp_norm(h))

@@ -1,0 +1,206 @@
+"""The SWA+HSA language model: SWA layers below, a chunk encoder at the middle, HSA groups above."""
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hsa_core.chunk_encoder import ChunkEncoder
+from hsa_core.config import HSAConfig
+from hsa_core.hsa_layer import HSALayer
+from hsa_core.layers import Block, WindowCache, rope_angles
+from hsa_core.memory import ChunkMemory, MemoryView
+from hsa_core.retrieval import Retrieval
+
+
+class Group(nn.Module):
+    """One upper group: a retrieval layer, an HSA layer sharing its selection, then SWA layers."""
+
+    def __init__(self, cfg: HSAConfig):
+        super().__init__()
+        self.retrieval = Retrieval(cfg)
+        self.hsa = HSALayer(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.group_swa))
+
+
+@dataclass
+class State:
+    """Everything a sequence carries from one call to the next: SWA caches and its own chunks."""
+
+    pos: int  # tokens seen so far
+    lower: list[WindowCache]
+    upper: list[WindowCache]
+    pending: torch.Tensor  # (B, r, d) mid-layer states of the chunk not yet complete (r < S)
+    landmarks: torch.Tensor  # (B, Co, Hkv, Dl) the sequence's completed chunks
+    k: torch.Tensor  # (B, Co, S, Hkv, D)
+    v: torch.Tensor
+
+
+@dataclass
+class Selections:
+    """Chunks picked by each HSA layer for each position: indices count external chunks first."""
+
+    n_external: int
+    indices: list[torch.Tensor] = field(default_factory=list)  # per layer (B, T, Hkv, K)
+    weights: list[torch.Tensor] = field(default_factory=list)
+
+
+class HSAModel(nn.Module):
+    def __init__(self, cfg: HSAConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.lower = nn.ModuleList(Block(cfg) for _ in range(cfg.n_lower))
+        self.encoder = ChunkEncoder(cfg)
+        self.groups = nn.ModuleList(Group(cfg) for _ in range(cfg.n_groups))
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.tokenizer = None  # set by load_model
+        self.backend = "auto"  # kernels.hsa_attention backend
+        self.apply(self._init_weights)
+        if self.encoder.cls is not None:
+            nn.init.normal_(self.encoder.cls, std=cfg.init_std)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.cfg.init_std)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- the two halves ---------------------------------------------------------------------------
+
+    def _lower(self, input_ids, doc, rope, state: State | None) -> torch.Tensor:
+        x = self.embed(input_ids)
+        for i, block in enumerate(self.lower):
+            x, cache = block(x, rope, doc, state.lower[i] if state else None)
+            if state:
+                state.lower[i] = cache
+        return x
+
+    def _chunks(self, h: torch.Tensor, state: State | None):
+        """Encode the chunks that h (B, T, d) completes, after any pending states of the last call."""
+        S = self.cfg.chunk_size
+        if state is not None:
+            h = torch.cat([state.pending, h], 1)
+        B, T, d = h.shape
+        n = T // S
+        if state is not None:
+            state.pending = h[:, n * S :]
+        lmk, k, v = self.encoder(h[:, : n * S].reshape(B * n, S, d))
+        return lmk.view(B, n, *lmk.shape[1:]), k.view(B, n, *k.shape[1:]), v.view(B, n, *v.shape[1:])
+
+    def _upper(self, x, doc, rope, positions, own, memory: MemoryView | None, state, selections):
+        own_lmk, own_k, own_v = own
+        B = x.shape[0]
+        ext_lmk = memory.landmarks if memory is not None else None
+        n_ext = ext_lmk.shape[0] if ext_lmk is not None else 0
+        j = 0
+        for group in self.groups:
+            indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk)
+            k, v, local = own_k, own_v, indices
+            if n_ext:
+                # gather only the external chunks some token picked; renumber indices into [ext | own]
+                is_ext = (indices >= 0) & (indices < n_ext)
+                rows = torch.unique(indices[is_ext])
+                ek, ev = memory.gather(rows)
+                ek, ev = ek.to(x.dtype), ev.to(x.dtype)
+                local = torch.where(
+                    is_ext,
+                    torch.searchsorted(rows, indices.clamp(0, max(n_ext - 1, 0)).contiguous()),
+                    torch.where(indices >= 0, indices - n_ext + rows.numel(), -1),
+                )
+                k = torch.cat([ek[None].expand(B, *ek.shape), own_k], 1)
+                v = torch.cat([ev[None].expand(B, *ev.shape), own_v], 1)
+            if selections is not None:
+                selections.indices.append(indices)
+                selections.weights.append(weights)
+            x = group.hsa(x, k, v, local, weights, self.backend)
+            for block in group.blocks:
+                x, cache = block(x, rope, doc, state.upper[j] if state else None)
+                if state:
+                    state.upper[j] = cache
+                j += 1
+        return x
+
+    # -- public paths -----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        doc_ids: torch.Tensor | None = None,
+        memory: MemoryView | None = None,
+        state: State | None = None,
+        selections: Selections | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Logits (B, T, V) for input_ids (B, T).
+
+        doc_ids (B, T): SWA never crosses a document boundary (HSA may: that is retrieval).
+        memory: an external chunk memory read as if it preceded the sequence beyond the window.
+        state: continue a sequence (generation, segmented prefill); updated in place.
+        selections: if given, filled with every HSA layer's picks.
+        """
+        cfg = self.cfg
+        B, T = input_ids.shape
+        p0 = state.pos if state else 0
+        positions = torch.arange(p0, p0 + T, device=input_ids.device)
+        rope = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
+        x = self._lower(input_ids, doc_ids, rope, state)
+        new = self._chunks(x, state)
+        if state is not None:
+            state.landmarks = torch.cat([state.landmarks, new[0]], 1)
+            state.k, state.v = torch.cat([state.k, new[1]], 1), torch.cat([state.v, new[2]], 1)
+            state.pos += T
+            own = (state.landmarks, state.k, state.v)
+        else:
+            own = new
+        x = self._upper(x, doc_ids, rope, positions, own, memory, state, selections)
+        if last_only:
+            x = x[:, -1:]
+        return F.linear(self.norm(x), self.embed.weight)
+
+    def new_state(self, batch: int = 1) -> State:
+        cfg, p = self.cfg, next(self.parameters())
+        empty = lambda: WindowCache.empty(cfg, batch, p.device, p.dtype)  # noqa: E731
+        z = lambda *shape: torch.zeros(batch, *shape, device=p.device, dtype=p.dtype)  # noqa: E731
+        S, Hkv = cfg.chunk_size, cfg.hsa_kv_heads
+        return State(
+            pos=0,
+            lower=[empty() for _ in self.lower],
+            upper=[empty() for g in self.groups for _ in g.blocks],
+            pending=z(0, cfg.d_model),
+            landmarks=z(0, Hkv, cfg.landmark_dim),
+            k=z(0, S, Hkv, cfg.head_dim),
+            v=z(0, S, Hkv, cfg.head_dim),
+        )
+
+    @torch.no_grad()
+    def encode_memory(self, input_ids: torch.Tensor, pad_id: int | None = None, segment: int = 8192) -> ChunkMemory:
+        """Landmarks and chunk K/V of one document (1-D token ids), encoded on its own.
+
+        Runs only the lower layers and the chunk encoder, segment by segment with the SWA caches, so a
+        document of any length costs O(T·W). A trailing partial chunk is filled with `pad_id` (none:
+        dropped).
+        """
+        if input_ids.dim() != 1:
+            raise ValueError(f"encode_memory takes one document as 1-D token ids, got shape {tuple(input_ids.shape)}")
+        S = self.cfg.chunk_size
+        if pad_id is not None and input_ids.numel() % S:
+            fill = input_ids.new_full((S - input_ids.numel() % S,), pad_id)
+            input_ids = torch.cat([input_ids, fill])
+        state = self.new_state(1)
+        parts = []
+        for s0 in range(0, input_ids.numel(), segment):
+            ids = input_ids[None, s0 : s0 + segment]
+            positions = torch.arange(s0, s0 + ids.shape[1], device=ids.device)
+            rope = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
+            parts.append(self._chunks(self._lower(ids, None, rope, state), state))
+        lmk, k, v = (torch.cat([p[i][0] for p in parts]) for i in range(3))
+        return ChunkMemory(lmk, k, v)
+
+    def generate(self, prompt_ids: torch.Tensor, memory: MemoryView | None = None, **kwargs):
+        """Stream tokens after prompt_ids (1-D); see hsa_core.generate.generate."""
+        from hsa_core.generate import generate
+
+        return generate(self, prompt_ids, memory=memory, **kwargs)

@@ -1,0 +1,81 @@
+"""Retrieval: per token and KV head, score every visible chunk's landmark and keep the top k."""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hsa_core.config import HSAConfig
+
+MASKED = -1e4  # stands in for -inf inside the weights so an all-empty row has no NaN gradient
+
+
+class Retrieval(nn.Module):
+    """Retrieval query = Linear(RMSNorm(x)), split per KV head of the chunk memory."""
+
+    def __init__(self, cfg: HSAConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.wq = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.landmark_dim, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        own_landmarks: torch.Tensor,
+        ext_landmarks: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Select chunks for every token.
+
+        x (B, T, d); positions (T,) of the tokens in their own sequence; own_landmarks (B, Co, Hkv, Dl)
+        are the sequence's chunks (chunk c visible iff position ≥ (c+1)·S); ext_landmarks (Ce, Hkv, Dl)
+        an external memory, always visible. Returns indices and weights (B, T, Hkv, k): indices count
+        external chunks first, then own chunks (Ce + c); -1 marks an empty slot (weight 0).
+        """
+        cfg = self.cfg
+        B, T, _ = x.shape
+        q = self.wq(self.norm(x)).view(B, T, cfg.hsa_kv_heads, cfg.landmark_dim)
+        scale = 1.0 / math.sqrt(cfg.landmark_dim)
+        own = torch.einsum("bthd,bchd->bthc", q, own_landmarks.to(q.dtype)) * scale
+        visible = (torch.arange(own.shape[-1], device=x.device) + 1) * cfg.chunk_size
+        own = own.masked_fill(visible[None, None, None, :] > positions[None, :, None, None], float("-inf"))
+        scores = own
+        if ext_landmarks is not None and ext_landmarks.shape[0]:
+            ext = torch.einsum("bthd,chd->bthc", q, ext_landmarks.to(q.dtype)) * scale
+            scores = torch.cat([ext, own], -1)
+        return select_top_k(scores.float(), cfg.top_k, cfg.weights, cfg.gumbel if self.training else 0.0)
+
+
+def select_top_k(
+    scores: torch.Tensor, k: int, weighting: str = "softmax", gumbel: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of scores (..., C) with -inf for invisible chunks → indices (-1 = empty) and weights (..., k).
+
+    Gumbel noise (scale `gumbel`) perturbs which chunks are picked, not their weights.
+    """
+    C = scores.shape[-1]
+    kk = min(k, C)
+    noisy = scores
+    if gumbel > 0:
+        u = torch.rand_like(scores).clamp_(1e-9, 1 - 1e-9)
+        noisy = scores - gumbel * torch.log(-torch.log(u))
+    picked = noisy.topk(kk, dim=-1).indices if kk else scores.new_zeros(*scores.shape[:-1], 0).long()
+    picked_scores = scores.gather(-1, picked)
+    valid = torch.isfinite(picked_scores)
+    indices = torch.where(valid, picked, -1)
+    if weighting == "stick_breaking":
+        # most recent chunk first: sort descending by index (empty slots, -1, go last)
+        indices, order = indices.sort(dim=-1, descending=True)
+        picked_scores, valid = picked_scores.gather(-1, order), valid.gather(-1, order)
+        s = torch.where(valid, picked_scores, MASKED)
+        stay = F.logsigmoid(-s).cumsum(-1) - F.logsigmoid(-s)  # Σ_{j<i} log(1 − σ(s_j))
+        weights = torch.exp(F.logsigmoid(s) + stay)
+    else:
+        weights = torch.where(valid, picked_scores, MASKED).softmax(-1)
+    weights = torch.where(valid, weights, 0.0)
+    if kk < k:
+        pad = (0, k - kk)
+        indices, weights = F.pad(indices, pad, value=-1), F.pad(weights, pad, value=0.0)
+    return indices, weights

