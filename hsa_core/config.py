@@ -46,7 +46,9 @@ class HSAConfig:
         if self.n_heads % self.n_kv_heads or self.hsa_heads % self.hsa_kv_heads:
             raise ValueError("query heads must be a multiple of KV heads (n_heads/n_kv_heads, hsa_*)")
         if self.d_model % self.hsa_kv_heads:
-            raise ValueError(f"d_model {self.d_model} must split evenly into {self.hsa_kv_heads} landmark heads")
+            raise ValueError(
+                f"d_model {self.d_model} must split evenly into {self.hsa_kv_heads} landmark heads"
+            )
         if self.top_k < 1 or self.chunk_size < 1 or self.window < 1:
             raise ValueError("top_k, chunk_size and window must be positive")
 
@@ -77,12 +79,36 @@ class HSAConfig:
 PRESETS: dict[str, dict] = {
     # tiny: forward + backward on CPU in milliseconds; small chunks and window so tests cross both
     "test": dict(
-        d_model=64, n_heads=2, n_kv_heads=1, head_dim=32, mlp_hidden=128, n_lower=2, n_groups=2,
-        group_swa=1, window=16, chunk_size=8, top_k=2, enc_layers=1, hsa_heads=2, hsa_kv_heads=1,
+        d_model=64,
+        n_heads=2,
+        n_kv_heads=1,
+        head_dim=32,
+        mlp_hidden=128,
+        n_lower=2,
+        n_groups=2,
+        group_swa=1,
+        window=16,
+        chunk_size=8,
+        top_k=2,
+        enc_layers=1,
+        hsa_heads=2,
+        hsa_kv_heads=1,
     ),
     # the shipped reader: 15.8M parameters, bf16 weights ≈ 30 MiB
     "small": dict(
-        d_model=384, n_heads=6, n_kv_heads=2, head_dim=64, mlp_hidden=896, n_lower=4, n_groups=2,
-        group_swa=1, window=512, chunk_size=64, top_k=8, enc_layers=1, hsa_heads=6, hsa_kv_heads=1,
+        d_model=384,
+        n_heads=6,
+        n_kv_heads=2,
+        head_dim=64,
+        mlp_hidden=896,
+        n_lower=4,
+        n_groups=2,
+        group_swa=1,
+        window=512,
+        chunk_size=64,
+        top_k=8,
+        enc_layers=1,
+        hsa_heads=6,
+        hsa_kv_heads=1,
     ),
 }

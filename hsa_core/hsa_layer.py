@@ -36,7 +36,10 @@ class HSALayer(nn.Module):
         """x (B, T, d); k, v (B, C, S, Hkv, D); indices, weights (B, T, Hkv, K)."""
         B, T, _ = x.shape
         q = self.wq(self.norm(x)).view(B, T, self.cfg.hsa_heads, self.cfg.head_dim)
-        o = hsa_attention(q, k, v, indices, weights.to(q.dtype), backend=backend)
+        if k.shape[1]:
+            o = hsa_attention(q, k, v, indices, weights.to(q.dtype), backend=backend)
+        else:  # no chunk anywhere yet: nothing to read
+            o = torch.zeros_like(q)
         o = self.wo(o.reshape(B, T, -1))
         if self.cfg.residual == "bypass":
             return x + self.mlp(self.mlp_norm(x + o))

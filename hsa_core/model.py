@@ -176,7 +176,9 @@ class HSAModel(nn.Module):
         )
 
     @torch.no_grad()
-    def encode_memory(self, input_ids: torch.Tensor, pad_id: int | None = None, segment: int = 8192) -> ChunkMemory:
+    def encode_memory(
+        self, input_ids: torch.Tensor, pad_id: int | None = None, segment: int = 8192
+    ) -> ChunkMemory:
         """Landmarks and chunk K/V of one document (1-D token ids), encoded on its own.
 
         Runs only the lower layers and the chunk encoder, segment by segment with the SWA caches, so a
@@ -184,7 +186,9 @@ class HSAModel(nn.Module):
         dropped).
         """
         if input_ids.dim() != 1:
-            raise ValueError(f"encode_memory takes one document as 1-D token ids, got shape {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"encode_memory takes one document as 1-D token ids, got shape {tuple(input_ids.shape)}"
+            )
         S = self.cfg.chunk_size
         if pad_id is not None and input_ids.numel() % S:
             fill = input_ids.new_full((S - input_ids.numel() % S,), pad_id)
