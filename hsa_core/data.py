@@ -1,0 +1,154 @@
+"""Training batches: plain-text LM rows and retrieval/QA task rows, at the curriculum's length.
+
+Every row is a sequence of T+1 tokens made of unrelated documents (forced sparsity: many more
+chunks than top-k, the evidence beyond the window). A task row is the task's context documents, then
+the question as its own document with the answer after it. Batch `step` depends only on
+(seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hsa_core.corpus import Corpus
+from hsa_core.tasks import NEEDS_CORPUS, TASKS, TaskEnv, TaskError, make_sample
+from hsa_core.tokenizer import PAD, Tokenizer
+
+VAL_EVERY = 100  # corpus document i is held out for validation when i % VAL_EVERY == 0
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # (B, T) token ids
+    targets: torch.Tensor  # (B, T) next tokens
+    weights: torch.Tensor  # (B, T) loss weight of each target: 0 for padding
+    doc_ids: torch.Tensor  # (B, T) document index; SWA never crosses a change
+    answer: torch.Tensor  # (B, T) bool: the target is an answer token (or its END)
+    tasks: list[str]  # per row: "lm" or the task name
+
+    def to(self, device: torch.device | str) -> "Batch":
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(
+            move(self.inputs),
+            move(self.targets),
+            move(self.weights),
+            move(self.doc_ids),
+            move(self.answer),
+            self.tasks,
+        )
+
+
+@dataclass
+class DataConfig:
+    mix: dict[str, float]  # row kind ("lm" or a task name) → share of rows
+    options: dict[str, dict]  # task → options; a list value is a choice made per sample
+    answer_weight: float = 5.0  # loss weight of answer tokens (text tokens weigh 1)
+    context_weight: float = 1.0  # loss weight of a task row's context and question
+    max_answer_tokens: int = 64  # room left after the context for the answer (more is made when needed)
+    lm_sources: dict[str, float] | None = None  # corpus source → share of LM documents (None: by tokens)
+
+
+class BatchMaker:
+    """Builds batch `step` of a run; one per process (DataLoader workers each hold their own)."""
+
+    def __init__(self, cfg: DataConfig, tokenizer: Tokenizer, corpus: Corpus | None, window: int, seed: int):
+        unknown = set(cfg.mix) - set(TASKS) - {"lm"}
+        if unknown:
+            raise TaskError(f"unknown row kinds in the mix: {sorted(unknown)}")
+        if corpus is None and ({"lm"} | NEEDS_CORPUS) & {k for k, v in cfg.mix.items() if v > 0}:
+            raise TaskError("the mix asks for LM or docqa rows but no corpus is configured")
+        self.cfg, self.tokenizer, self.corpus, self.seed = cfg, tokenizer, corpus, seed
+        self.env, self.window = TaskEnv(tokenizer, corpus, window), window
+        self.kinds = [k for k, v in cfg.mix.items() if v > 0]
+        self.shares = [cfg.mix[k] for k in self.kinds]
+        if corpus is not None:
+            sources = corpus.sources
+            weights = cfg.lm_sources or {s: float(corpus.offsets(s)[-1]) for s in sources}
+            self.lm_sources = [s for s in sources if weights.get(s, 0) > 0]
+            self.lm_shares = [weights[s] for s in self.lm_sources]
+
+    def batch(
+        self,
+        step: int,
+        rows: int,
+        seq_len: int,
+        split: str = "train",
+        kind: str | None = None,
+        gap: int | None = None,
+    ) -> Batch:
+        """Batch `step`: rows of seq_len (+1 for the shifted targets); kind forces every row's kind; gap is
+        the least distance from evidence to question (None: the window given at construction)."""
+        self.env.window = self.window if gap is None else gap
+        rng = random.Random(f"{self.seed}/{split}/{kind}/{step}")
+        seqs = []
+        for r in range(rows):
+            row_kind = kind or rng.choices(self.kinds, self.shares)[0]
+            sample_seed = ((self.seed * 1_000_003 + step) * 1024 + r) * 2 + (split == "val")
+            if row_kind == "lm":
+                seqs.append((row_kind, self.lm_row(rng, seq_len + 1, split)))
+            else:
+                seqs.append((row_kind, self.task_row(row_kind, sample_seed, rng, seq_len + 1)))
+        tokens, weights, docs, answer = (np.stack([s[i] for _, s in seqs]) for i in range(4))
+        tokens, docs = torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(docs.astype(np.int64))
+        weights, answer = torch.from_numpy(weights), torch.from_numpy(answer)
+        return Batch(
+            tokens[:, :-1], tokens[:, 1:], weights[:, 1:], docs[:, :-1], answer[:, 1:], [k for k, _ in seqs]
+        )
+
+    def lm_row(self, rng: random.Random, n: int, split: str) -> tuple[np.ndarray, ...]:
+        """n tokens of whole corpus documents from random sources, each with its EOT (the last cut)."""
+        parts, doc_ids, used = [], [], 0
+        while used < n:
+            source = rng.choices(self.lm_sources, self.lm_shares)[0]
+            offs = self.corpus.offsets(source)
+            n_docs = offs.size - 1
+            if split == "val":
+                i = VAL_EVERY * rng.randrange((n_docs + VAL_EVERY - 1) // VAL_EVERY)
+            else:
+                i = rng.randrange(n_docs)
+                if i % VAL_EVERY == 0:
+                    continue
+            doc = np.asarray(self.corpus.tokens(source)[offs[i] : offs[i + 1]])[: n - used]
+            parts.append(doc)
+            doc_ids.append(np.full(doc.size, len(doc_ids)))
+            used += doc.size
+        tokens = np.concatenate(parts)
+        return tokens, np.ones(n, dtype=np.float32), np.concatenate(doc_ids), np.zeros(n, dtype=bool)
+
+    def task_row(self, task: str, seed: int, rng: random.Random, n: int) -> tuple[np.ndarray, ...]:
+        """A task sample, then its answer and END, padded to n tokens; the question is its own document."""
+        options = {
+            k: rng.choice(v) if isinstance(v, list) else v for k, v in self.cfg.options.get(task, {}).items()
+        }
+        room, tries = self.cfg.max_answer_tokens, 0
+        while True:
+            try:
+                sample = make_sample(task, n - room, seed + (tries << 50), self.env, **options)
+            except TaskError:  # e.g. a FAQ document longer than a short curriculum row: draw another
+                tries += 1
+                if tries == 8:
+                    raise
+                continue
+            target = sample.target_ids(self.tokenizer)
+            if len(target) <= room:
+                break
+            room, tries = len(target) + 8, tries + 1
+            if tries == 8:
+                raise TaskError(f"{task}: answers of {len(target)} tokens do not fit in rows of {n}")
+        ctx, prompt = sample.context_ids(), np.array(sample.prompt, dtype=np.int32)
+        pad = n - ctx.size - prompt.size - len(target)
+        tokens = np.concatenate(
+            [ctx, prompt, np.array(target, dtype=np.int32), np.full(pad, PAD, dtype=np.int32)]
+        )
+        q = len(sample.documents)
+        doc_ids = np.concatenate([sample.doc_ids(), np.full(n - ctx.size, q)])
+        weights = np.full(n, self.cfg.context_weight, dtype=np.float32)
+        answer = np.zeros(n, dtype=bool)
+        a0 = ctx.size + prompt.size
+        answer[a0 : a0 + len(target)] = True
+        weights[a0 : a0 + len(target)] = self.cfg.answer_weight
+        weights[n - pad :] = 0.0
+        weights[ctx.size] = 0.0  # the QUESTION token cannot be predicted across a document boundary
+        return tokens, weights, doc_ids, answer

@@ -1,0 +1,361 @@
+"""Training loop (nanoGPT style): AdamW, warm-up + cosine, bf16 autocast on GPU, gradient clipping,
+checkpoint + resume, a JSONL log and a loss-curve PNG, and a length curriculum.
+
+Forced sparsity comes from the data (hsa_core/data.py: unrelated documents per row, evidence beyond
+the window, top-k ≪ chunks at the final length) and from the model's Gumbel noise in training mode.
+The curriculum starts with short rows, where every chunk is selected (the model learns to read what
+it retrieves), and grows to the final length, where few are (it learns to select): the GPU probe in
+shared/notes/anchors.md found that this, at a modest learning rate, is what makes retrieval emerge.
+"""
+
+import json
+import math
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR, save_model
+from hsa_core.config import HSAConfig
+from hsa_core.corpus import Corpus
+from hsa_core.data import Batch, BatchMaker, DataConfig
+from hsa_core.model import HSAModel
+from hsa_core.tokenizer import Tokenizer
+
+
+@dataclass
+class Stage:
+    until: float  # fraction of max_steps at which this stage ends (the last stage runs to the end)
+    seq_len: int  # row length in tokens during the stage
+    gap: int | None = None  # least distance from evidence to question (None: the model's window)
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "test"  # HSAConfig preset of the model
+    model: dict = field(default_factory=dict)  # HSAConfig overrides
+    seed: int = 0
+    max_steps: int = 100
+    batch_tokens: int = 4096  # tokens per optimizer step; rows = batch_tokens // seq_len
+    lr: float = 5e-4  # peak learning rate (2e-3 learned nothing in the GPU probe)
+    min_lr: float = 5e-5  # floor of the cosine
+    warmup_steps: int = 10
+    weight_decay: float = 0.1  # on matrices only
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    log_interval: int = 10  # steps per log line
+    eval_interval: int = 0  # steps between evaluations on held-out rows (0: only at the end)
+    eval_rows: int = 4  # rows per row kind in an evaluation, at the final length
+    ckpt_interval: int = 100  # steps between checkpoints (and one at the end)
+    time_limit: float = 0.0  # seconds; > 0 saves a checkpoint and stops when passed (resume continues)
+    device: str = "auto"  # auto | cpu | cuda
+    num_workers: int = 0  # DataLoader processes building batches
+    compile: bool = False  # torch.compile the model
+    tokenizer: str = ""  # tokenizer.json; empty: the shipped one
+    curriculum: list[Stage] = field(default_factory=lambda: [Stage(1.0, 256)])
+    data: DataConfig = field(default_factory=lambda: DataConfig(mix={"passkey": 1.0}, options={}))
+    corpus: str = ""  # corpus folder (hsa train corpus --out); empty: none (no LM or docqa rows)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "TrainConfig":
+        """Read a TOML config: [train] fields, [model] preset + overrides, [data], [mix], [tasks.*],
+        [[curriculum]] (docs/training.md)."""
+        raw = tomllib.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)} - {"model", "curriculum", "data"}
+        train = raw.get("train", {})
+        unknown = set(train) - known
+        data = raw.get("data", {})
+        data_known = {f.name for f in fields(DataConfig)} - {"mix", "options"}
+        unknown |= {f"data.{k}" for k in set(data) - data_known - {"corpus"}}
+        unknown |= {k for k in raw if k not in ("train", "model", "data", "mix", "tasks", "curriculum")}
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+        model = dict(raw.get("model", {}))
+        cfg = cls(
+            preset=model.pop("preset", "test"),
+            model=model,
+            curriculum=[Stage(**s) for s in raw.get("curriculum", [{"until": 1.0, "seq_len": 256}])],
+            data=DataConfig(
+                mix=raw.get("mix", {}),
+                options=raw.get("tasks", {}),
+                **{k: v for k, v in data.items() if k != "corpus"},
+            ),
+            corpus=data.get("corpus", ""),
+            **train,
+        )
+        return cfg
+
+    def stage_at(self, step: int) -> Stage:
+        for stage in self.curriculum:
+            if step < stage.until * self.max_steps:
+                return stage
+        return self.curriculum[-1]
+
+    def seq_len_at(self, step: int) -> int:
+        return self.stage_at(step).seq_len
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine from lr down to min_lr at max_steps."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
+        return self.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (self.lr - self.min_lr)
+
+
+class Batches(IterableDataset):
+    """Batches from `start` to max_steps; with several DataLoader workers, worker k builds the steps
+    k, k+n, ... and the loader's round-robin keeps them in order."""
+
+    def __init__(self, cfg: TrainConfig, window: int, start: int):
+        self.cfg, self.window, self.start = cfg, window, start
+
+    def __iter__(self):
+        info = get_worker_info()
+        k, n = (info.id, info.num_workers) if info else (0, 1)
+        maker = make_batch_maker(self.cfg, self.window)
+        for step in range(self.start + k, self.cfg.max_steps, n):
+            stage = self.cfg.stage_at(step)
+            rows = max(1, self.cfg.batch_tokens // stage.seq_len)
+            yield step, maker.batch(step, rows, stage.seq_len, gap=stage.gap)
+
+
+def load_tokenizer(cfg: TrainConfig) -> Tokenizer:
+    return Tokenizer.from_file(cfg.tokenizer or MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
+
+
+def make_batch_maker(cfg: TrainConfig, window: int) -> BatchMaker:
+    corpus = Corpus(cfg.corpus) if cfg.corpus else None
+    return BatchMaker(cfg.data, load_tokenizer(cfg), corpus, window, cfg.seed)
+
+
+def loss_and_stats(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict]:
+    """Weighted cross-entropy (answers weigh more, padding nothing) and what the log reports: LM loss,
+    answer loss, and per task the teacher-forced exact match of whole answers."""
+    V = logits.shape[-1]
+    ce = F.cross_entropy(logits.float().view(-1, V), batch.targets.reshape(-1), reduction="none").view_as(
+        batch.weights
+    )
+    loss = (ce * batch.weights).sum() / batch.weights.sum().clamp(min=1e-6)
+    stats: dict = {"loss": loss.item()}
+    with torch.no_grad():
+        lm_rows = torch.tensor([t == "lm" for t in batch.tasks], device=ce.device)
+        lm_mask = lm_rows[:, None] & (batch.weights > 0)
+        if lm_mask.any():
+            stats["lm_loss"] = ce[lm_mask].mean().item()
+        if batch.answer.any():
+            stats["answer_loss"] = ce[batch.answer].mean().item()
+            wrong = (logits.argmax(-1) != batch.targets) & batch.answer
+            ok = ~wrong.any(1)
+            stats["acc"] = {}
+            for i, task in enumerate(batch.tasks):
+                if task != "lm":
+                    stats["acc"].setdefault(task, []).append(float(ok[i]))
+    return loss, stats
+
+
+def _autocast(device: torch.device):
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
+
+
+def _average(records: list[dict]) -> dict:
+    out: dict = {}
+    for key in ("loss", "lm_loss", "answer_loss"):
+        values = [r[key] for r in records if key in r]
+        if values:
+            out[key] = sum(values) / len(values)
+    acc: dict[str, list[float]] = {}
+    for r in records:
+        for task, values in r.get("acc", {}).items():
+            acc.setdefault(task, []).extend(values)
+    if acc:
+        out["acc"] = {t: round(sum(v) / len(v), 4) for t, v in sorted(acc.items())}
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: HSAModel, maker: BatchMaker, cfg: TrainConfig, device: torch.device) -> dict:
+    """Held-out rows at the final length, in eval mode (no Gumbel noise): per row kind, its loss and,
+    for tasks, teacher-forced exact match."""
+    model.eval()
+    seq_len = cfg.curriculum[-1].seq_len
+    records = []
+    for kind in maker.kinds:
+        batch = maker.batch(0, cfg.eval_rows, seq_len, split="val", kind=kind).to(device)
+        with _autocast(device):
+            logits = model(batch.inputs, batch.doc_ids)
+        records.append(loss_and_stats(logits, batch)[1])
+    model.train()
+    out = _average(records)
+    return {f"val_{k}": v for k, v in out.items()}
+
+
+def configure_optimizer(model: HSAModel, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and embeddings only (nanoGPT)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
+
+
+def _rng_state() -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: Path, model: HSAModel, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig
+) -> None:
+    """Written to a temporary file, then renamed: a crash while saving leaves the last checkpoint whole."""
+    tmp = path.with_suffix(".tmp")
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "rng": _rng_state()}
+    torch.save({**state, "config": asdict(cfg)}, tmp)
+    tmp.replace(path)
+
+
+def _keep_log_until(log_path: Path, step: int) -> None:
+    """After a resume, drop log lines written after the checkpoint (they will be written again)."""
+    if log_path.is_file():
+        lines = [
+            ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step
+        ]
+        log_path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def plot_losses(log_path: Path, png: Path) -> None:
+    """Loss curves from the JSONL log (train, LM, answer; held-out points), with the row length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for key, style in (("loss", "-"), ("lm_loss", "--"), ("answer_loss", ":"), ("val_loss", "o")):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), style, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_yscale("log")
+    ax.legend(loc="upper right")
+    pts = [(r["step"], r["seq_len"]) for r in rows if "seq_len" in r]
+    if pts:
+        ax2 = ax.twinx()
+        ax2.step(*zip(*pts, strict=True), color="grey", alpha=0.4, where="post")
+        ax2.set_ylabel("row length (tokens)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None = None, log=print) -> dict:
+    """Run (or resume) training into `out`: ckpt.pt, log.jsonl, loss.png, and model/ (save_model) when
+    the run ends. stop_at ends this run after that step with a checkpoint, as time_limit does."""
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(
+        "cuda"
+        if cfg.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if cfg.device == "auto"
+        else cfg.device
+    )
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg)
+    model_cfg = HSAConfig.preset(cfg.preset, **{"vocab_size": tokenizer.vocab_size, **cfg.model})
+    model = HSAModel(model_cfg).to(device)
+    model.tokenizer = tokenizer
+    opt = configure_optimizer(model, cfg, device)
+    ckpt_path, log_path = out / "ckpt.pt", out / "log.jsonl"
+    step = 0
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step = ckpt["step"]
+        _set_rng_state(ckpt["rng"])
+        _keep_log_until(log_path, step)
+        log(f"resumed from {ckpt_path} at step {step}")
+    elif log_path.exists():
+        log_path.unlink()
+    log(
+        f"model {cfg.preset}: {model.num_parameters() / 1e6:.1f}M parameters on {device}; "
+        f"steps {step}..{cfg.max_steps}"
+    )
+    forward = torch.compile(model) if cfg.compile else model
+    model.train()
+    maker = make_batch_maker(cfg, model_cfg.window)
+    loader = DataLoader(
+        Batches(cfg, model_cfg.window, step),
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        prefetch_factor=4 if cfg.num_workers else None,
+    )
+    t_start = t_log = time.time()
+    records, tokens = [], 0
+    summary: dict = {}
+    with open(log_path, "a") as log_file:
+        for batch_step, batch in loader:
+            if batch_step != step:
+                raise RuntimeError(f"data out of order: got step {batch_step}, expected {step}")
+            lr = cfg.lr_at(step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            batch = batch.to(device)
+            with _autocast(device):
+                logits = forward(batch.inputs, batch.doc_ids)
+            loss, stats = loss_and_stats(logits, batch)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            records.append({**stats, "lr": lr, "grad_norm": grad_norm})
+            tokens += batch.inputs.numel()
+            last = step == cfg.max_steps
+            stop = (stop_at is not None and step >= stop_at) or (
+                cfg.time_limit > 0 and time.time() - t_start > cfg.time_limit
+            )
+            if step % cfg.log_interval == 0 or last or stop:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                now = time.time()
+                entry = {
+                    "step": step,
+                    "lr": lr,
+                    "seq_len": batch.inputs.shape[1],
+                    **_average(records),
+                    "grad_norm": records[-1]["grad_norm"],
+                    "tokens_per_s": round(tokens / (now - t_log)),
+                    "elapsed_s": round(now - t_start, 1),
+                }
+                if (cfg.eval_interval and step % cfg.eval_interval == 0) or last:
+                    entry.update(evaluate(model, maker, cfg, device))
+                log_file.write(json.dumps(entry) + "\n")
+                log_file.flush()
+                log(json.dumps(entry))
+                records, tokens, t_log = [], 0, time.time()
+                summary = entry
+            if step % cfg.ckpt_interval == 0 or last or stop:
+                save_checkpoint(ckpt_path, model, opt, step, cfg)
+            if stop:
+                break
+    plot_losses(log_path, out / "loss.png")
+    save_model(model.float().cpu(), out / "model")  # the weights at this step (final when step == max_steps)
+    return {**summary, "step": step}
