@@ -1,0 +1,308 @@
+"""The batch pipeline: extract (worker processes) → tokenize → encode → write shard → commit index.
+
+Documents are committed in groups (a shard of up to `shard_chunks` chunks, or every `commit_seconds`); a
+group becomes visible in one transaction after its shard is durable, so a crash loses at most the group in
+flight, and a re-run skips what was committed (content-hash dedup) and does the rest.
+"""
+
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ingest.chunks import chunk_rows
+from ingest.encode import Encoder
+from ingest.extract import (
+    DEFAULT_MAX_BYTES,
+    Extracted,
+    ExtractError,
+    Failure,
+    expand_inputs,
+    extract_file,
+    iter_jsonl,
+)
+from storage import NewDocument, Store
+
+
+@dataclass
+class IngestEvent:
+    """Something the user should hear about one input, as it happens."""
+
+    kind: str  # added | replaced | skipped | failed | warning | removed
+    path: str
+    message: str = ""
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    store: str
+    model: str
+    added: int = 0
+    replaced: int = 0
+    skipped: int = 0
+    failed: int = 0
+    removed: int = 0
+    warnings: int = 0
+    tokens: int = 0  # tokens encoded in this run (skipped documents not counted)
+    chunks: int = 0
+    bytes_written: int = 0  # shard bytes written in this run
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    failures: list[dict] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.bytes_written / self.tokens if self.tokens else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            **asdict(self),
+            "tokens_per_s": round(self.tokens_per_s, 1),
+            "bytes_per_token": round(self.bytes_per_token, 1),
+        }
+
+
+def _extract_job(path: str, max_bytes: int) -> tuple[list[Extracted] | Failure, float]:
+    """Run in a worker process: one file's documents, or its failure, and the seconds it took."""
+    t0 = time.perf_counter()
+    try:
+        result: list[Extracted] | Failure = extract_file(path, max_bytes)
+    except ExtractError as e:
+        result = Failure(path, str(e), path)
+    except Exception as e:  # a library bug on a strange file must not stop the other files
+        result = Failure(path, f"unexpected {type(e).__name__}: {e}", path)
+    return result, time.perf_counter() - t0
+
+
+class _Pending:
+    """Encoded documents waiting for their shard to be written and committed."""
+
+    def __init__(self) -> None:
+        self.docs: list[NewDocument] = []
+        self.memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.replacing: list[bool] = []
+        self.shas: set[str] = set()
+        self.chunks = 0
+        self.since = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+
+def ingest(
+    paths: Iterable[str | Path],
+    store: Store,
+    encoder: Encoder,
+    collection: str = "default",
+    *,
+    sync: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    workers: int = 0,
+    shard_chunks: int = 4096,
+    commit_seconds: float = 10.0,
+    progress: bool | None = None,
+    on_event: Callable[[IngestEvent], None] | None = None,
+) -> IngestReport:
+    """Ingest files, folders, globs and JSONL corpora into `collection`; returns what happened.
+
+    workers: extraction processes for PDF/text/HTML files (0: in this process). progress: a bar on stderr
+    (None: only when stderr is a terminal). on_event: called for each added, replaced, skipped, failed,
+    removed document and each warning, as it happens. Bad inputs never raise: they are recorded as failed.
+    """
+    t_start = time.perf_counter()
+    report = IngestReport(collection, str(store.root), encoder.name)
+    timings = dict.fromkeys(("extract", "tokenize", "encode", "write"), 0.0)
+
+    def emit(kind: str, path: str, message: str = "") -> None:
+        if on_event:
+            on_event(IngestEvent(kind, path, message))
+
+    with store.writing():
+        store.ensure_collection(collection, encoder.info)
+        files, missing = expand_inputs(list(paths))
+        pending = _Pending()
+        seen_paths: set[str] = set()
+        read_sources: set[str] = set()
+        total_bytes = sum(f.stat().st_size for f in files if f.exists())
+        bar = tqdm(
+            total=total_bytes,
+            unit="B",
+            unit_scale=True,
+            desc="ingest",
+            disable=None if progress is None else not progress,
+        )
+
+        def fail(failure: Failure) -> None:
+            store.record_failure(
+                collection, failure.path, failure.error, failure.sha256, failure.source or None
+            )
+            report.failed += 1
+            report.failures.append({"path": failure.path, "error": failure.error})
+            emit("failed", failure.path, failure.error)
+
+        def flush() -> None:
+            if not pending.docs:
+                return
+            t0 = time.perf_counter()
+            lmk, k, v = (torch.cat([m[i] for m in pending.memory]) for i in range(3))
+            report.bytes_written += store.add_documents(collection, pending.docs, lmk, k, v).bytes
+            for doc, replacing in zip(pending.docs, pending.replacing, strict=True):
+                if replacing:
+                    report.replaced += 1
+                    emit("replaced", doc.path, f"{doc.n_tokens} tokens, {len(doc.chunks)} chunks")
+                else:
+                    report.added += 1
+                    emit("added", doc.path, f"{doc.n_tokens} tokens, {len(doc.chunks)} chunks")
+            timings["write"] += time.perf_counter() - t0
+            pending.__init__()
+
+        for failure in missing:
+            fail(failure)
+        done_files = 0
+        for file, results in _extracted(files, workers, max_bytes, timings):
+            for item in results:
+                if isinstance(item, Failure):
+                    fail(item)
+                    continue
+                seen_paths.add(item.path)
+                for w in item.warnings:
+                    report.warnings += 1
+                    emit("warning", item.path, w)
+                _add(item, store, encoder, collection, pending, report, timings, emit, fail)
+                if pending.chunks >= shard_chunks or (
+                    pending.docs and time.monotonic() - pending.since >= commit_seconds
+                ):
+                    flush()
+                if item.kind == "jsonl":
+                    bar.update(len(item.text.encode()))
+                elapsed = time.perf_counter() - t_start
+                bar.set_postfix_str(f"{done_files}/{len(files)} files, {report.tokens / elapsed:,.0f} tok/s")
+            if file.suffix.lower() == ".jsonl":
+                read_sources.add(str(file))
+            done_files += 1
+            bar.n = min(total_bytes, sum(f.stat().st_size for f in files[:done_files] if f.exists()))
+            bar.refresh()
+        flush()
+        bar.close()
+        if sync:
+            report.removed = _sync(store, collection, seen_paths, read_sources, emit)
+    report.seconds = time.perf_counter() - t_start
+    report.timings = {k: round(v, 3) for k, v in timings.items()}
+    return report
+
+
+def _add(item, store, encoder, collection, pending, report, timings, emit, fail) -> None:
+    """Dedup, tokenize and encode one document into the pending group."""
+    existing = store.find_ok(collection, item.sha256)
+    if existing is not None or item.sha256 in pending.shas:
+        same = existing is not None and existing["path"] == item.path
+        reason = "unchanged" if same or existing is None else f"same content as {existing['path']}"
+        if same:
+            store.forget_failures(collection, item.path)  # an earlier failed attempt at this path is moot
+        report.skipped += 1
+        emit("skipped", item.path, reason)
+        return
+    t0 = time.perf_counter()
+    ids, offsets = encoder.tokenize(item.text)
+    timings["tokenize"] += time.perf_counter() - t0
+    if not ids:
+        fail(Failure(item.path, "no text", item.source, item.sha256))
+        return
+    t0 = time.perf_counter()
+    lmk, k, v = encoder.encode(ids)
+    timings["encode"] += time.perf_counter() - t0
+    rows = chunk_rows(item, offsets, encoder.chunk_size)
+    replacing = bool(
+        list(
+            store.db.query(
+                "select 1 from documents where collection = ? and path = ? and status = 'ok' limit 1",
+                [collection, item.path],
+            )
+        )
+    )
+    pending.docs.append(
+        NewDocument(
+            path=item.path,
+            sha256=item.sha256,
+            title=item.title,
+            n_tokens=len(ids),
+            chunks=rows,
+            source=item.source,
+            kind=item.kind,
+            pages=len(item.pages) or None,
+            metadata=item.metadata,
+            warnings=item.warnings,
+        )
+    )
+    pending.memory.append((lmk, k, v))
+    pending.replacing.append(replacing)
+    pending.shas.add(item.sha256)
+    pending.chunks += len(rows)
+    report.tokens += len(ids)
+    report.chunks += len(rows)
+
+
+def _extracted(
+    files: list[Path], workers: int, max_bytes: int, timings: dict
+) -> Iterator[tuple[Path, Iterable[Extracted | Failure]]]:
+    """Each file with its documents, in order; non-JSONL files extracted ahead in worker processes."""
+    others = [f for f in files if f.suffix.lower() != ".jsonl"]
+    pool = None
+    if workers > 0 and len(others) > 1:
+        # fork: workers only run PyMuPDF and never touch torch, and start without re-importing anything
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    ahead: deque[Future] = deque()
+    queue = iter(others)
+
+    def top_up() -> None:
+        while pool is not None and len(ahead) < 2 * workers:
+            nxt = next(queue, None)
+            if nxt is None:
+                return
+            ahead.append(pool.submit(_extract_job, str(nxt), max_bytes))
+
+    try:
+        top_up()
+        for file in files:
+            if file.suffix.lower() == ".jsonl":
+                yield file, iter_jsonl(file, max_bytes)
+                continue
+            if pool is not None:
+                result, seconds = ahead.popleft().result()
+                top_up()
+            else:
+                result, seconds = _extract_job(str(file), max_bytes)
+            timings["extract"] += seconds
+            yield file, [result] if isinstance(result, Failure) else result
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _sync(store: Store, collection: str, seen: set[str], read_sources: set[str], emit) -> int:
+    """Remove documents whose file is gone, and records of JSONL files read now that are no longer in them."""
+    removed = 0
+    for doc in store.documents(collection):
+        source = doc["source"] or doc["path"]
+        if not Path(source).exists():
+            reason = "its file is gone"
+        elif source in read_sources and doc["path"] not in seen and doc["status"] == "ok":
+            reason = "no longer in its file"
+        else:
+            continue
+        store.delete_documents(collection, doc["id"])
+        emit("removed", doc["path"], reason)
+        removed += 1
+    return removed
