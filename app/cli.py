@@ -15,7 +15,7 @@ COMMANDS = {
     "delete": "delete a collection or a document",
     "compact": "rewrite shards without deleted chunks",
     "eval": "long-context evaluation",
-    "bench": "benchmarks (kernels, ingest)",
+    "bench": "benchmarks (kernels, ingest, app)",
     "train": "train the model, or build its corpus",
 }
 

@@ -8,6 +8,7 @@ import sys
 TARGETS = {
     "kernels": ("kernels.bench", "HSA attention, selection and decode vs the PyTorch reference and SDPA"),
     "ingest": ("ingest.bench", "ingest throughput and bytes on disk per token"),
+    "app": ("app.bench", "the served app: start-up, first token, concurrent questions via gradio_client"),
 }
 
 
@@ -21,7 +22,7 @@ def _target(module_name: str):
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks (kernels, ingest)")
+    p = sub.add_parser("bench", help="benchmarks (kernels, ingest, app)")
     targets = p.add_subparsers(dest="target", required=True, metavar="TARGET")
     for name, (module_name, help_text) in TARGETS.items():
         module = _target(module_name)

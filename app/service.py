@@ -1,0 +1,190 @@
+"""The QA service: one shared model, a store, and answers with the chunks the model read.
+
+Every answer carries its selection trace: per answer token, the chunks each HSA layer picked and their
+weights; aggregated per chunk (sum over answer tokens, layers and KV heads) it ranks the evidence."""
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from hsa_core.generate import Step
+from hsa_core.tokenizer import ANSWER, END, EOT, QUESTION
+from ingest import Encoder
+from storage import ModelMismatch, Store
+
+
+@dataclass
+class Evidence:
+    """A chunk the model read while answering, with its provenance and summed selection weight."""
+
+    chunk_id: int
+    document: str
+    document_id: int
+    path: str
+    page: int | None
+    bbox: list[float] | None
+    score: float
+    text: str
+
+
+@dataclass
+class Answer:
+    question: str
+    collection: str
+    answer: str = ""
+    tokens: list[str] = field(default_factory=list)  # the answer's tokens as text
+    chunks: list[Evidence] = field(default_factory=list)  # most relevant first
+    per_token: list[list[tuple[int, float]]] = field(default_factory=list)  # (chunk_id, weight), by weight
+    timings: dict[str, float] = field(default_factory=dict)
+    done: bool = False
+
+    def to_json(self) -> dict:
+        """The object of `hsa ask --json` and the /ask endpoint."""
+        return {
+            "answer": self.answer,
+            "chunks": [
+                {k: c[k] for k in ("chunk_id", "document", "page", "score", "text", "bbox")}
+                for c in (asdict(e) for e in self.chunks)
+            ],
+            "per_token": [
+                {"token": t, "chunks": [{"chunk_id": i, "weight": w} for i, w in sel]}
+                for t, sel in zip(self.tokens, self.per_token, strict=True)
+            ],
+            "timings": self.timings,
+        }
+
+
+def _token_weights(step: Step) -> dict[int, float]:
+    """chunk id → weight summed over HSA layers and KV heads, for one answer token (memory chunks only)."""
+    out: dict[int, float] = defaultdict(float)
+    for layer in step.layers:
+        for cid, w in zip(layer.ids.flatten().tolist(), layer.weights.flatten().tolist(), strict=True):
+            if cid >= 0:
+                out[cid] += w
+    return out
+
+
+class QAService:
+    """Answers questions against the store's collections with one model instance shared by all requests."""
+
+    def __init__(self, store: Store, encoder: Encoder):
+        self.store, self.encoder = store, encoder
+        self.model, self.device = encoder.model, encoder.device
+        self.lock = threading.RLock()  # one generation or store read at a time: model and index are shared
+        self._memories: dict = {}
+
+    def memory(self, collection: str):
+        """The collection's memory view, loaded once and refreshed when the collection changed."""
+        info = self.store.collection(collection)
+        if info["model_hash"] != self.encoder.info.hash:
+            raise ModelMismatch(
+                f"collection {collection!r} was encoded by model {info['model']} "
+                f"({info['model_hash'][:12]}); "
+                f"this app runs {self.encoder.name} ({self.encoder.info.hash[:12]}): ask with --model "
+                f"{info['model']}, or re-ingest the documents"
+            )
+        mem = self._memories.get(collection)
+        if mem is None:
+            mem = self._memories[collection] = self.store.memory(collection, device=self.device)
+        else:
+            mem.refresh()
+        return mem
+
+    def prompt_ids(self, question: str, history: list[tuple[str, str]] = ()) -> list[int]:
+        """Earlier turns, then the question, laid out in the prompt format (docs/prompt-format.md)."""
+        tok = self.model.tokenizer
+        ids: list[int] = []
+        for q, a in history:
+            ids += [QUESTION, *tok.encode(q.strip()), ANSWER, *tok.encode(a.strip()), END]
+        ids += tok.prompt(question)
+        return ids[-self.model.cfg.window :]
+
+    def stream(
+        self,
+        question: str,
+        collection: str,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        history: list[tuple[str, str]] = (),
+        seed: int = 0,
+    ) -> Iterator[Answer]:
+        """Yield the same Answer, grown by one token each time; the last yield has done=True and the ranked
+        evidence."""
+        if not question.strip():
+            raise ValueError("the question is empty")
+        t0 = time.perf_counter()
+        ans = Answer(question, collection)
+        with self.lock:
+            memory = self.memory(collection)
+            t_mem = time.perf_counter()
+            ans.timings["memory_s"] = round(t_mem - t0, 4)
+            prompt = torch.tensor(self.prompt_ids(question, history), device=self.device)
+            gen = torch.Generator(device=self.device).manual_seed(seed)
+            steps = self.model.generate(
+                prompt,
+                memory=memory if len(memory) else None,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                stop_ids=(END, EOT),
+                generator=gen,
+            )
+            scores: dict[int, float] = defaultdict(float)
+            ids: list[int] = []
+            for step in steps:
+                if "first_token_s" not in ans.timings:
+                    ans.timings["first_token_s"] = round(time.perf_counter() - t_mem, 4)
+                if step.token in (END, EOT):
+                    break
+                weights = _token_weights(step)
+                for cid, w in weights.items():
+                    scores[cid] += w
+                ids.append(step.token)
+                ans.tokens.append(self.model.tokenizer.decode([step.token]))
+                ans.per_token.append(sorted(weights.items(), key=lambda kv: -kv[1]))
+                ans.answer = self.model.tokenizer.decode(ids).strip()
+                yield ans
+            ans.timings["generate_s"] = round(time.perf_counter() - t_mem, 4)
+            ans.timings["tokens_per_s"] = round(max(len(ids), 1) / max(ans.timings["generate_s"], 1e-9), 2)
+            ans.chunks = self.evidence(scores)
+        ans.timings["total_s"] = round(time.perf_counter() - t0, 4)
+        ans.done = True
+        yield ans
+
+    def ask(self, question: str, collection: str, **kwargs) -> Answer:
+        *_, last = self.stream(question, collection, **kwargs)
+        return last
+
+    def evidence(self, scores: dict[int, float]) -> list[Evidence]:
+        """Chunks with their document, page, box and text, highest score first."""
+        if not scores:
+            return []
+        marks = ",".join("?" * len(scores))
+        rows = self.store.db.execute(
+            f"""select k.id, coalesce(d.title, d.path), d.id, d.path, k.page, k.bbox, k.text
+                from chunks k join documents d on k.document_id = d.id where k.id in ({marks})""",
+            list(scores),
+        ).fetchall()
+        out = [
+            Evidence(
+                chunk_id=r[0],
+                document=r[1],
+                document_id=r[2],
+                path=r[3],
+                page=r[4],
+                bbox=_parse_bbox(r[5]),
+                score=round(scores[r[0]], 6),
+                text=r[6],
+            )
+            for r in rows
+        ]
+        return sorted(out, key=lambda e: -e.score)
+
+
+def _parse_bbox(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    return [float(x) for x in text.strip("[]").split(",")]

@@ -1,0 +1,109 @@
+"""The real server: `hsa serve` in a subprocess on loopback, driven by gradio_client and by Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.test_app import assert_pages_hold_their_chunks, make_pdf
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    cmd = [sys.executable, "-m", "app.cli", "serve", "--store", str(root / "store"), "--model", "test"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"hsa serve exited: {proc.stdout.read()}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("hsa serve did not answer within 120 s")
+    yield url, root
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_gradio_client_ingests_and_asks(server):
+    from gradio_client import Client, handle_file
+
+    url, root = server
+    pdf = make_pdf(root / "../valley report.pdf")
+    client = Client(url, verbose=False)
+    report = client.predict([handle_file(str(pdf))], "api-docs", api_name="/ingest")
+    assert report["added"] == 1 and report["files"][0]["status"] == "stored"
+    again = client.predict([handle_file(str(pdf))], "api-docs", api_name="/ingest")
+    assert again["added"] == 0 and again["files"][0]["status"] == "skipped (duplicate)"
+    answer = client.predict("Where does the river Alder flow?", "api-docs", 6, 0.0, api_name="/ask")
+    assert set(answer) == {"answer", "chunks", "per_token", "timings"}
+    assert answer["chunks"], "no evidence"
+    assert_pages_hold_their_chunks(answer["chunks"], pdf)
+    # the upload was stored under a sanitised name inside the store
+    assert (root / "store" / "uploads" / "api-docs" / "valley report.pdf").is_file()
+
+
+def test_unknown_collection_is_a_clear_error(server):
+    from gradio_client import Client
+
+    url, _ = server
+    with pytest.raises(Exception, match="no collection 'missing'"):
+        Client(url, verbose=False).predict("hello?", "missing", 4, 0.0, api_name="/ask")
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM) and not os.environ.get("CI"), reason="no Debian chromium here")
+def test_browser_asks_and_sees_the_evidence(server):
+    from playwright.sync_api import sync_playwright
+
+    url, _ = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(url)
+        page.get_by_role("button", name="Build the demo collection").click()
+        page.wait_for_function("document.body.innerText.includes('hsa-docqa-docs.pdf')", timeout=120_000)
+        assert page.locator("text=Collection").first.is_visible()
+        page.fill("#question textarea", "What does the chunk encoder do?")
+        page.click("#ask")
+        page.wait_for_selector("#evidence-image img", timeout=120_000)
+        assert page.locator("#chat .message").count() >= 2
+        rows = page.locator("#evidence-table tbody tr")
+        assert rows.count() >= 1
+        page.screenshot(path=str(ARTIFACTS / "ui-answer.png"), full_page=True)
+        browser.close()
+    assert (ARTIFACTS / "ui-answer.png").stat().st_size > 10_000
