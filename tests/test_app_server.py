@@ -23,14 +23,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
+def start_server(root: Path, *extra: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`hsa serve` on a free loopback port with the test preset; returns once it answers HTTP."""
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     cmd = [sys.executable, "-m", "app.cli", "serve", "--store", str(root / "store"), "--model", "test"]
     proc = subprocess.Popen(
-        [*cmd, "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*cmd, "--port", str(port), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
@@ -45,6 +48,13 @@ def server(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("hsa serve did not answer within 120 s")
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    proc, url = start_server(root)
     yield url, root
     proc.terminate()
     proc.wait(timeout=30)
@@ -107,3 +117,34 @@ def test_browser_asks_and_sees_the_evidence(server):
         page.screenshot(path=str(ARTIFACTS / "ui-answer.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "ui-answer.png").stat().st_size > 10_000
+
+
+def test_safe_names_keep_uploads_inside_the_store():
+    from app.ui import safe_name
+
+    assert safe_name("../../etc/passwd") == "passwd"
+    assert safe_name("..\\..\\boot.ini") == "boot.ini"
+    assert safe_name("report (final).pdf") == "report _final_.pdf"
+    assert safe_name("...") == "upload" and safe_name(".hidden") == "hidden"
+
+
+def test_auth_and_upload_limit(tmp_path):
+    from gradio_client import Client, handle_file
+
+    proc, url = start_server(tmp_path, "--max-upload-mb", "1", env={"HSA_AUTH": "ana:s3cret"})
+    try:
+        from gradio_client.exceptions import AuthenticationError
+
+        with pytest.raises(AuthenticationError, match="credentials were not provided"):
+            Client(url, verbose=False)
+        client = Client(url, auth=("ana", "s3cret"), verbose=False)
+        big = tmp_path / "big.txt"
+        big.write_text("word " * 500_000)  # 2.5 MB
+        with pytest.raises(Exception, match="(?i)size|large|exceed"):
+            client.predict([handle_file(str(big))], "docs", api_name="/ingest")
+        small = tmp_path / "notes.txt"
+        small.write_text("The archive opens at nine on weekdays. " * 20)
+        assert client.predict([handle_file(str(small))], "docs", api_name="/ingest")["added"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
