@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hsa_core.config import HSAConfig
+from kernels.select import select_chunks
 
 MASKED = -1e4  # stands in for -inf inside the weights so an all-empty row has no NaN gradient
 
@@ -38,6 +39,8 @@ class Retrieval(nn.Module):
         B, T, _ = x.shape
         q = self.wq(self.norm(x)).view(B, T, cfg.hsa_kv_heads, cfg.landmark_dim)
         scale = 1.0 / math.sqrt(cfg.landmark_dim)
+        if x.is_cuda:
+            return self._select_fused(q, positions, own_landmarks, ext_landmarks, scale)
         own = torch.einsum("bthd,bchd->bthc", q, own_landmarks.to(q.dtype)) * scale
         visible = (torch.arange(own.shape[-1], device=x.device) + 1) * cfg.chunk_size
         own = own.masked_fill(visible[None, None, None, :] > positions[None, :, None, None], float("-inf"))
@@ -46,6 +49,28 @@ class Retrieval(nn.Module):
             ext = torch.einsum("bthd,chd->bthc", q, ext_landmarks.to(q.dtype)) * scale
             scores = torch.cat([ext, own], -1)
         return select_top_k(scores.float(), cfg.top_k, cfg.weights, cfg.gumbel if self.training else 0.0)
+
+    def _select_fused(self, q, positions, own_landmarks, ext_landmarks, scale):
+        """GPU path: the fused Triton scan picks (on noisy scores in training) without a [T, C] matrix in
+        HBM; the picks' clean scores are then recomputed differentiably for the weights."""
+        cfg = self.cfg
+        ext = ext_landmarks if ext_landmarks is not None and ext_landmarks.shape[0] else None
+        own = own_landmarks.to(q.dtype)
+        gumbel = cfg.gumbel if self.training else 0.0
+        indices, _ = select_chunks(q, own, positions, cfg.chunk_size, cfg.top_k, ext, gumbel)
+        B, T, H, _ = q.shape
+        n_ext = ext.shape[0] if ext is not None else 0
+        safe = indices.clamp(min=0)
+        i_b = torch.arange(B, device=q.device).view(B, 1, 1, 1)
+        i_h = torch.arange(H, device=q.device).view(1, 1, H, 1)
+        lmk = q.new_zeros(*indices.shape, q.shape[-1])  # (B, T, H, k, Dl)
+        if own.shape[1]:
+            lmk = own[i_b, (safe - n_ext).clamp(0, own.shape[1] - 1), i_h]
+        if n_ext:
+            ext_rows = ext.to(q.dtype)[safe.clamp(max=n_ext - 1), i_h]
+            lmk = torch.where((safe < n_ext)[..., None], ext_rows, lmk)
+        picked_scores = torch.einsum("bthd,bthkd->bthk", q, lmk).float() * scale
+        return _weigh(indices, picked_scores, indices >= 0, cfg.weights)
 
 
 def select_top_k(
@@ -65,6 +90,17 @@ def select_top_k(
     picked_scores = scores.gather(-1, picked)
     valid = torch.isfinite(picked_scores)
     indices = torch.where(valid, picked, -1)
+    indices, weights = _weigh(indices, picked_scores, valid, weighting)
+    if kk < k:
+        pad = (0, k - kk)
+        indices, weights = F.pad(indices, pad, value=-1), F.pad(weights, pad, value=0.0)
+    return indices, weights
+
+
+def _weigh(
+    indices: torch.Tensor, picked_scores: torch.Tensor, valid: torch.Tensor, weighting: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights (..., k) of the picks from their clean scores; stick-breaking reorders most recent first."""
     if weighting == "stick_breaking":
         # most recent chunk first: sort descending by index (empty slots, -1, go last)
         indices, order = indices.sort(dim=-1, descending=True)
@@ -75,7 +111,4 @@ def select_top_k(
     else:
         weights = torch.where(valid, picked_scores, MASKED).softmax(-1)
     weights = torch.where(valid, weights, 0.0)
-    if kk < k:
-        pad = (0, k - kk)
-        indices, weights = F.pad(indices, pad, value=-1), F.pad(weights, pad, value=0.0)
     return indices, weights

@@ -22,7 +22,8 @@ def hsa_attention(
     q [B,T,Hq,D]; k, v [B,C,S,Hkv,D] (C chunks of S tokens); indices, weights [B,T,Hkv,K] with
     index -1 for an empty slot (its weight is ignored). The Hq/Hkv query heads of a KV group share
     the group's selection. Returns [B,T,Hq,D]; differentiable in q, k, v and weights.
-    backend: "auto" (the PyTorch reference until the Triton kernel lands), "torch" or "triton".
+    backend: "auto" (Triton for CUDA tensors, the PyTorch reference on CPU), "torch" or "triton"
+    (on CPU tensors only under TRITON_INTERPRET=1, for tests).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -44,8 +45,14 @@ def hsa_attention(
         )
     if indices.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"indices must be int32 or int64, got {indices.dtype}")
-    if backend == "triton":
-        raise NotImplementedError(
-            "the Triton HSA kernel is not built yet (issue #3); use backend='torch'"
+    if backend == "torch" or (backend == "auto" and not q.is_cuda):
+        return hsa_attention_naive(q, k, v, indices, weights)
+    # imported here so that `import kernels` never compiles or interprets anything
+    from kernels.hsa import parallel
+
+    if not q.is_cuda and not parallel.INTERPRETED:
+        raise RuntimeError(
+            "backend='triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before kernels.hsa.parallel is "
+            f"imported to run on CPU tensors; got tensors on {q.device}"
         )
-    return hsa_attention_naive(q, k, v, indices, weights)
+    return parallel.hsa_attention_triton(q, k, v, indices, weights)
