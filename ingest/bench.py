@@ -84,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=0, help="extraction processes (default: 0)")
     parser.add_argument("--threads", type=int, help="CPU threads for encoding (default: torch's)")
+    parser.add_argument("--encode-tokens", type=int, help="tokens per encoding batch (default: ingest's)")
     parser.add_argument("--dir", help="keep inputs and stores here (default: a temporary folder, removed)")
     parser.add_argument("--profile", action="store_true", help="print the top operators of the encode stage")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -111,8 +112,18 @@ def run(args: argparse.Namespace) -> int:
             made = time.perf_counter() - t0
             store_dir = work / f"store-{name}"
             shutil.rmtree(store_dir, ignore_errors=True)
+            cpu0 = time.process_time()
             with Store(store_dir) as store:
-                report = ingest([inputs], store, encoder, "bench", workers=args.workers, progress=False)
+                report = ingest(
+                    [inputs],
+                    store,
+                    encoder,
+                    "bench",
+                    workers=args.workers,
+                    encode_tokens=args.encode_tokens,
+                    progress=False,
+                )
+            cpu = time.process_time() - cpu0  # CPU seconds of this process: robust to other load
             disk = _du(store_dir)
             results.append(
                 {
@@ -127,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
                     "tokens": report.tokens,
                     "seconds": round(report.seconds, 2),
                     "tokens_per_s": round(report.tokens_per_s),
+                    "cpu_seconds": round(cpu, 2),
+                    "tokens_per_cpu_s": round(report.tokens / cpu) if cpu else None,
                     "shard_bytes_per_token": round(report.bytes_per_token, 1),
                     "store_bytes_per_token": round(disk / report.tokens, 1),
                     "timings": report.timings,
@@ -153,3 +166,9 @@ def run(args: argparse.Namespace) -> int:
                 f"stages {r['timings']}"
             )
     return 1 if any(r["failed"] for r in results) else 0
+
+
+if __name__ == "__main__":  # python -m ingest.bench: the same benchmark without the app (e.g. on a GPU host)
+    parser = argparse.ArgumentParser(prog="python -m ingest.bench", description=__doc__)
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

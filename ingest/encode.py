@@ -7,6 +7,7 @@ from dataclasses import asdict
 import torch
 
 from hsa_core import ModelNotFound, load_model
+from hsa_core.layers import rope_angles
 from hsa_core.model import HSAModel
 from hsa_core.tokenizer import EOT
 from storage import ModelInfo, UsageError
@@ -74,8 +75,47 @@ class Encoder:
     def tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         return self.model.tokenizer.encode_with_offsets(text)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the kernels cache masks by tensor version, which it lacks
     def encode(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Landmarks [C, Hkv, Dl], K and V [C, S, Hkv, D] of one document, as bf16 on the CPU."""
         mem = self.model.encode_memory(torch.tensor(ids, dtype=torch.long, device=self.device), pad_id=EOT)
         return tuple(t.to("cpu", torch.bfloat16) for t in (mem.landmarks, mem.k, mem.v))
+
+    @torch.no_grad()  # not inference_mode: the kernels cache masks by tensor version, which it lacks
+    def encode_many(
+        self, docs: list[list[int]], alone_above: int = 8192
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """`encode` of several documents in one pass: packed into one sequence, each padded to whole chunks.
+
+        Document ids keep every SWA window inside its own document and chunks never straddle two, and RoPE
+        is relative, so each document's memory equals `encode` of it alone (tests/test_ingest_pipeline.py
+        checks this) while the model runs a few large matrix products instead of many small ones.
+        hsa_core's `encode_memory` takes one document; this reaches into its lower half (`_lower`,
+        `_chunks`), as its forward pass does with document ids. Documents longer than
+        `alone_above` tokens go through `encode` on their own, which bounds the memory a batch needs.
+        """
+        out: list = [None] * len(docs)
+        short = [i for i, ids in enumerate(docs) if len(ids) <= alone_above]
+        for i in sorted(set(range(len(docs))) - set(short)):
+            out[i] = self.encode(docs[i])
+        if len(short) == 1:
+            out[short[0]] = self.encode(docs[short[0]])
+        elif short:
+            for i, mem in zip(short, self._packed([docs[i] for i in short]), strict=True):
+                out[i] = mem
+        return out
+
+    def _packed(self, docs: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        S, cfg = self.chunk_size, self.model.cfg
+        packed, doc_of, counts = [], [], []
+        for i, ids in enumerate(docs):
+            padded = ids + [EOT] * (-len(ids) % S)
+            packed += padded
+            doc_of += [i] * len(padded)
+            counts.append(len(padded) // S)
+        ids_t = torch.tensor([packed], dtype=torch.long, device=self.device)
+        doc_t = torch.tensor([doc_of], dtype=torch.long, device=self.device)
+        rope = rope_angles(torch.arange(len(packed), device=self.device), cfg.head_dim, cfg.rope_theta)
+        h = self.model._lower(ids_t, doc_t, rope, None)  # (1, T, d)
+        lmk, k, v = (t[0].to("cpu", torch.bfloat16) for t in self.model._chunks(h, None))
+        return list(zip(lmk.split(counts), k.split(counts), v.split(counts), strict=True))

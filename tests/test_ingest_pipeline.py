@@ -119,6 +119,17 @@ def test_stored_memory_is_what_the_model_encodes(tmp_path, encoder):
         assert logits.shape == (1, 10, encoder.model.cfg.vocab_size) and torch.isfinite(logits).all()
 
 
+def test_batched_encoding_equals_one_document_at_a_time(encoder):
+    g = torch.Generator().manual_seed(0)
+    docs = [torch.randint(5, 1000, (n,), generator=g).tolist() for n in (3, 8, 21, 40, 17, 1)]
+    batched = encoder.encode_many(docs, alone_above=30)  # the 40-token one goes alone
+    for ids, got in zip(docs, batched, strict=True):
+        want = encoder.encode(ids)
+        assert got[1].shape == (-(-len(ids) // encoder.chunk_size), *want[1].shape[1:])
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
+
+
 def test_changed_file_replaces_and_sync_removes_vanished(tmp_path, encoder):
     src = corpus(tmp_path / "in")
     with Store(tmp_path / "store") as store:
@@ -251,3 +262,25 @@ def test_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
     assert e.value.code == 0 and "--store" in capsys.readouterr().out
+
+
+def test_bench_ingest_runs_small(capsys):
+    rc = main(
+        [
+            "bench",
+            "ingest",
+            "--model",
+            "test",
+            "--device",
+            "cpu",
+            "--pages",
+            "2",
+            "--tokens",
+            "1500",
+            "--json",
+        ]
+    )
+    assert rc == 0
+    results = {r["workload"]: r for r in json.loads(capsys.readouterr().out)}
+    assert results["pdf"]["documents"] == 1 and results["jsonl"]["tokens"] >= 1500
+    assert all(r["tokens_per_s"] > 0 and r["shard_bytes_per_token"] > 0 for r in results.values())

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         with Store(args.store) as store:
             stats = store.collections()
             root = store.root
-    except StoreError as e:
+    except (StoreError, OSError) as e:
         print(f"hsa collections: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
     if args.json:

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Store(args.store) as store, store.writing():
             r = store.compact(args.collection)
-    except StoreError as e:
+    except (StoreError, OSError) as e:
         print(f"hsa compact: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
     print(

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 n = store.delete_documents(args.collection, args.document)
                 print(f"deleted {n} document(s) from {args.collection}", file=sys.stderr)
-    except StoreError as e:
+    except (StoreError, OSError) as e:
         print(f"hsa delete: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
     return 0

@@ -76,9 +76,12 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as e:
         print(f"hsa ingest: {e}", file=sys.stderr)
         return 2
-    except StoreError as e:
+    except (StoreError, OSError) as e:
         print(f"hsa ingest: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("hsa ingest: interrupted; documents committed so far are stored whole", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif verbose:
