@@ -111,6 +111,7 @@ class QAService:
         temperature: float = 0.0,
         history: list[tuple[str, str]] = (),
         seed: int = 0,
+        top_k: int | None = None,
     ) -> Iterator[Answer]:
         """Yield the same Answer, grown by one token each time; the last yield has done=True and the ranked
         evidence."""
@@ -131,6 +132,7 @@ class QAService:
                 temperature=temperature,
                 stop_ids=(END, EOT),
                 generator=gen,
+                top_k=top_k,
             )
             scores: dict[int, float] = defaultdict(float)
             ids: list[int] = []

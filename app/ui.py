@@ -179,7 +179,7 @@ def build_ui(service: QAService) -> gr.Blocks:
             c["path"] = paths[c["chunk_id"]]
         return out
 
-    def respond(message, history, collection, max_tokens, temperature, answers):
+    def respond(message, history, collection, max_tokens, temperature, top_k, answers):
         message = (message or "").strip()
         if not message:
             raise gr.Error("Type a question.")
@@ -200,6 +200,7 @@ def build_ui(service: QAService) -> gr.Blocks:
                 max_new_tokens=int(max_tokens),
                 temperature=float(temperature),
                 history=turns,
+                top_k=int(top_k),
             )
             for ans in stream:
                 history[-1]["content"] = ans.answer or "…"
@@ -265,12 +266,20 @@ def build_ui(service: QAService) -> gr.Blocks:
         return [[r[0], r[1], r[2], _short(r[3])] for r in rows]
 
     def api_ask(
-        question: str, collection: str = "default", max_tokens: int = 64, temperature: float = 0.0
+        question: str,
+        collection: str = "default",
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        top_k: int = 0,
     ) -> dict:
         """The object of `hsa ask --json`: answer, chunks (most relevant first), per_token, timings."""
         try:
             ans = service.ask(
-                question, collection, max_new_tokens=int(max_tokens), temperature=float(temperature)
+                question,
+                collection,
+                max_new_tokens=int(max_tokens),
+                temperature=float(temperature),
+                top_k=int(top_k) or None,
             )
         except (StoreError, ValueError) as e:
             raise gr.Error(str(e)) from None
@@ -311,6 +320,13 @@ def build_ui(service: QAService) -> gr.Blocks:
                 with gr.Accordion("Settings", open=False):
                     max_tokens = gr.Slider(1, 256, value=64, step=1, label="Answer length (tokens)")
                     temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
+                    top_k = gr.Slider(
+                        1,
+                        64,
+                        value=service.model.cfg.top_k,
+                        step=1,
+                        label="Top-k: chunks each token reads per layer",
+                    )
             with gr.Column(scale=2):
                 chatbot = gr.Chatbot(label="Chat", height=460, buttons=["copy"], elem_id="chat")
                 with gr.Row():
@@ -347,7 +363,7 @@ def build_ui(service: QAService) -> gr.Blocks:
         )
         demo_btn.click(ui_demo, None, [ingest_status, *refresh_outputs], api_visibility="private")
         delete_btn.click(ui_delete, [collection, doc_to_delete], refresh_outputs, api_visibility="private")
-        chat_inputs = [question, chatbot, collection, max_tokens, temperature, answers]
+        chat_inputs = [question, chatbot, collection, max_tokens, temperature, top_k, answers]
         chat_outputs = [chatbot, answers, evidence, page_image, token, question]
         for trigger in (question.submit, ask_btn.click):
             trigger(respond, chat_inputs, chat_outputs, api_visibility="private").then(

@@ -56,8 +56,10 @@ def generate(
     temperature: float = 0.0,
     stop_ids: tuple[int, ...] = (),
     generator: torch.Generator | None = None,
+    top_k: int | None = None,
 ) -> Iterator[Step]:
-    """Yield one Step per new token; stops after max_new_tokens or on a token in stop_ids (yielded)."""
+    """Yield one Step per new token; stops after max_new_tokens or on a token in stop_ids (yielded).
+    top_k overrides the config's chunks per token and HSA layer."""
     if prompt_ids.dim() != 1 or prompt_ids.numel() == 0:
         raise ValueError(f"prompt_ids must be a non-empty 1-D tensor, got shape {tuple(prompt_ids.shape)}")
     n_ext = memory.landmarks.shape[0] if memory is not None else 0
@@ -65,7 +67,7 @@ def generate(
     ids = prompt_ids[None].to(next(model.parameters()).device)
     for _ in range(max_new_tokens):
         sel = Selections(n_ext)
-        logits = model(ids, memory=memory, state=state, selections=sel, last_only=True)
+        logits = model(ids, memory=memory, state=state, selections=sel, last_only=True, top_k=top_k)
         token = sample(logits[0, -1], temperature, generator)
         yield Step(token, _last_position(sel, memory))
         if token in stop_ids:

@@ -90,14 +90,14 @@ class HSAModel(nn.Module):
         lmk, k, v = self.encoder(h[:, : n * S].reshape(B * n, S, d))
         return lmk.view(B, n, *lmk.shape[1:]), k.view(B, n, *k.shape[1:]), v.view(B, n, *v.shape[1:])
 
-    def _upper(self, x, doc, rope, positions, own, memory: MemoryView | None, state, selections):
+    def _upper(self, x, doc, rope, positions, own, memory: MemoryView | None, state, selections, top_k):
         own_lmk, own_k, own_v = own
         B = x.shape[0]
         ext_lmk = memory.landmarks if memory is not None else None
         n_ext = ext_lmk.shape[0] if ext_lmk is not None else 0
         j = 0
         for group in self.groups:
-            indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk)
+            indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk, top_k)
             k, v, local = own_k, own_v, indices
             if n_ext:
                 # gather only the external chunks some token picked; renumber indices into [ext | own]
@@ -133,6 +133,7 @@ class HSAModel(nn.Module):
         state: State | None = None,
         selections: Selections | None = None,
         last_only: bool = False,
+        top_k: int | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V) for input_ids (B, T).
 
@@ -140,6 +141,7 @@ class HSAModel(nn.Module):
         memory: an external chunk memory read as if it preceded the sequence beyond the window.
         state: continue a sequence (generation, segmented prefill); updated in place.
         selections: if given, filled with every HSA layer's picks.
+        top_k: chunks per token and HSA layer, instead of the config's (e.g. a reader's setting).
         """
         cfg = self.cfg
         B, T = input_ids.shape
@@ -155,7 +157,7 @@ class HSAModel(nn.Module):
             own = (state.landmarks, state.k, state.v)
         else:
             own = new
-        x = self._upper(x, doc_ids, rope, positions, own, memory, state, selections)
+        x = self._upper(x, doc_ids, rope, positions, own, memory, state, selections, top_k)
         if last_only:
             x = x[:, -1:]
         return F.linear(self.norm(x), self.embed.weight)

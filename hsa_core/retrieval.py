@@ -27,8 +27,9 @@ class Retrieval(nn.Module):
         positions: torch.Tensor,
         own_landmarks: torch.Tensor,
         ext_landmarks: torch.Tensor | None = None,
+        top_k: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Select chunks for every token.
+        """Select chunks for every token (top_k: the config's unless given).
 
         x (B, T, d); positions (T,) of the tokens in their own sequence; own_landmarks (B, Co, Hkv, Dl)
         are the sequence's chunks (chunk c visible iff position ≥ (c+1)·S); ext_landmarks (Ce, Hkv, Dl)
@@ -36,11 +37,12 @@ class Retrieval(nn.Module):
         external chunks first, then own chunks (Ce + c); -1 marks an empty slot (weight 0).
         """
         cfg = self.cfg
+        top_k = top_k or cfg.top_k
         B, T, _ = x.shape
         q = self.wq(self.norm(x)).view(B, T, cfg.hsa_kv_heads, cfg.landmark_dim)
         scale = 1.0 / math.sqrt(cfg.landmark_dim)
         if x.is_cuda:
-            return self._select_fused(q, positions, own_landmarks, ext_landmarks, scale)
+            return self._select_fused(q, positions, own_landmarks, ext_landmarks, scale, top_k)
         own = torch.einsum("bthd,bchd->bthc", q, own_landmarks.to(q.dtype)) * scale
         visible = (torch.arange(own.shape[-1], device=x.device) + 1) * cfg.chunk_size
         own = own.masked_fill(visible[None, None, None, :] > positions[None, :, None, None], float("-inf"))
@@ -48,16 +50,16 @@ class Retrieval(nn.Module):
         if ext_landmarks is not None and ext_landmarks.shape[0]:
             ext = torch.einsum("bthd,chd->bthc", q, ext_landmarks.to(q.dtype)) * scale
             scores = torch.cat([ext, own], -1)
-        return select_top_k(scores.float(), cfg.top_k, cfg.weights, cfg.gumbel if self.training else 0.0)
+        return select_top_k(scores.float(), top_k, cfg.weights, cfg.gumbel if self.training else 0.0)
 
-    def _select_fused(self, q, positions, own_landmarks, ext_landmarks, scale):
+    def _select_fused(self, q, positions, own_landmarks, ext_landmarks, scale, top_k):
         """GPU path: the fused Triton scan picks (on noisy scores in training) without a [T, C] matrix in
         HBM; the picks' clean scores are then recomputed differentiably for the weights."""
         cfg = self.cfg
         ext = ext_landmarks if ext_landmarks is not None and ext_landmarks.shape[0] else None
         own = own_landmarks.to(q.dtype)
         gumbel = cfg.gumbel if self.training else 0.0
-        indices, _ = select_chunks(q, own, positions, cfg.chunk_size, cfg.top_k, ext, gumbel)
+        indices, _ = select_chunks(q, own, positions, cfg.chunk_size, top_k, ext, gumbel)
         B, T, H, _ = q.shape
         n_ext = ext.shape[0] if ext is not None else 0
         safe = indices.clamp(min=0)

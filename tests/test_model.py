@@ -187,3 +187,15 @@ def test_bad_inputs_are_refused():
         HSAConfig.preset("huge")
     with pytest.raises(ValueError, match="1-D"):
         make().encode_memory(ids(16)[None])
+
+
+def test_top_k_can_be_set_per_call(model):
+    x = ids(96)[None]
+    for k in (1, 3):
+        sel = Selections(0)
+        with torch.no_grad():
+            model(x, selections=sel, top_k=k)
+        assert all(idx.shape[-1] == k for idx in sel.indices)
+        assert ((sel.indices[0] >= 0).sum(-1) == (torch.arange(96) // 8).clamp(max=k)[None, :, None]).all()
+    steps = list(model.generate(ids(5), memory=model.encode_memory(ids(64)), max_new_tokens=2, top_k=3))
+    assert all(layer.ids.shape[-1] == 3 for step in steps for layer in step.layers)
