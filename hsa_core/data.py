@@ -23,7 +23,7 @@ VAL_EVERY = 100  # corpus document i is held out for validation when i % VAL_EVE
 class Batch:
     inputs: torch.Tensor  # (B, T) token ids
     targets: torch.Tensor  # (B, T) next tokens
-    weights: torch.Tensor  # (B, T) loss weight of each target: 0 for padding
+    weights: torch.Tensor  # (B, T) weight of each target in the text term: 0 for padding and answers
     doc_ids: torch.Tensor  # (B, T) document index; SWA never crosses a change
     answer: torch.Tensor  # (B, T) bool: the target is an answer token (or its END)
     tasks: list[str]  # per row: "lm" or the task name
@@ -44,21 +44,35 @@ class Batch:
 class DataConfig:
     mix: dict[str, float]  # row kind ("lm" or a task name) → share of rows
     options: dict[str, dict]  # task → options; a list value is a choice made per sample
-    answer_weight: float = 5.0  # loss weight of answer tokens (text tokens weigh 1)
-    context_weight: float = 1.0  # loss weight of a task row's context and question
+    answer_weight: float = (
+        5.0  # loss = mean text CE + answer_weight × mean answer CE (the probe's LM + 5 × answer)
+    )
+    context_weight: float = 1.0  # weight of a task row's context and question tokens in the text term
     max_answer_tokens: int = 64  # room left after the context for the answer (more is made when needed)
+    question_own_doc: bool = True  # the question starts a new document (the product's layout: the SWA
+    # cannot see the context); False continues the last context document, as the GPU probe trained
     lm_sources: dict[str, float] | None = None  # corpus source → share of LM documents (None: by tokens)
 
 
 class BatchMaker:
     """Builds batch `step` of a run; one per process (DataLoader workers each hold their own)."""
 
-    def __init__(self, cfg: DataConfig, tokenizer: Tokenizer, corpus: Corpus | None, window: int, seed: int):
-        unknown = set(cfg.mix) - set(TASKS) - {"lm"}
-        if unknown:
-            raise TaskError(f"unknown row kinds in the mix: {sorted(unknown)}")
-        if corpus is None and ({"lm"} | NEEDS_CORPUS) & {k for k, v in cfg.mix.items() if v > 0}:
-            raise TaskError("the mix asks for LM or docqa rows but no corpus is configured")
+    def __init__(
+        self,
+        cfg: DataConfig,
+        tokenizer: Tokenizer,
+        corpus: Corpus | None,
+        window: int,
+        seed: int,
+        stage_mixes: tuple[dict[str, float], ...] = (),
+    ):
+        """stage_mixes: the curriculum stages' own mixes, checked here so a bad one fails at the start."""
+        for mix in (cfg.mix, *stage_mixes):
+            unknown = set(mix) - set(TASKS) - {"lm"}
+            if unknown:
+                raise TaskError(f"unknown row kinds in the mix: {sorted(unknown)}")
+            if corpus is None and ({"lm"} | NEEDS_CORPUS) & {k for k, v in mix.items() if v > 0}:
+                raise TaskError("the mix asks for LM or docqa rows but no corpus is configured")
         self.cfg, self.tokenizer, self.corpus, self.seed = cfg, tokenizer, corpus, seed
         self.env, self.window = TaskEnv(tokenizer, corpus, window), window
         self.kinds = [k for k, v in cfg.mix.items() if v > 0]
@@ -77,14 +91,17 @@ class BatchMaker:
         split: str = "train",
         kind: str | None = None,
         gap: int | None = None,
+        mix: dict[str, float] | None = None,
     ) -> Batch:
-        """Batch `step`: rows of seq_len (+1 for the shifted targets); kind forces every row's kind; gap is
-        the least distance from evidence to question (None: the window given at construction)."""
+        """Batch `step`: rows of seq_len (+1 for the shifted targets); kind forces every row's kind, mix
+        replaces the configured mix; gap is the least distance from evidence to question (None: the
+        window given at construction)."""
         self.env.window = self.window if gap is None else gap
+        kinds, shares = (list(mix), list(mix.values())) if mix else (self.kinds, self.shares)
         rng = random.Random(f"{self.seed}/{split}/{kind}/{step}")
         seqs = []
         for r in range(rows):
-            row_kind = kind or rng.choices(self.kinds, self.shares)[0]
+            row_kind = kind or rng.choices(kinds, shares)[0]
             sample_seed = ((self.seed * 1_000_003 + step) * 1024 + r) * 2 + (split == "val")
             if row_kind == "lm":
                 seqs.append((row_kind, self.lm_row(rng, seq_len + 1, split)))
@@ -142,13 +159,13 @@ class BatchMaker:
         tokens = np.concatenate(
             [ctx, prompt, np.array(target, dtype=np.int32), np.full(pad, PAD, dtype=np.int32)]
         )
-        q = len(sample.documents)
+        q = len(sample.documents) - (not self.cfg.question_own_doc)
         doc_ids = np.concatenate([sample.doc_ids(), np.full(n - ctx.size, q)])
         weights = np.full(n, self.cfg.context_weight, dtype=np.float32)
         answer = np.zeros(n, dtype=bool)
         a0 = ctx.size + prompt.size
         answer[a0 : a0 + len(target)] = True
-        weights[a0 : a0 + len(target)] = self.cfg.answer_weight
+        weights[a0 : a0 + len(target)] = 0.0  # answers have their own term in the loss
         weights[n - pad :] = 0.0
-        weights[ctx.size] = 0.0  # the QUESTION token cannot be predicted across a document boundary
+        weights[ctx.size] = 0.0  # the QUESTION token follows nothing it could be predicted from
         return tokens, weights, doc_ids, answer

@@ -32,6 +32,7 @@ class Stage:
     until: float  # fraction of max_steps at which this stage ends (the last stage runs to the end)
     seq_len: int  # row length in tokens during the stage
     gap: int | None = None  # least distance from evidence to question (None: the model's window)
+    mix: dict[str, float] | None = None  # this stage's row kinds and shares (None: the [mix] table)
 
 
 @dataclass
@@ -121,7 +122,7 @@ class Batches(IterableDataset):
         for step in range(self.start + k, self.cfg.max_steps, n):
             stage = self.cfg.stage_at(step)
             rows = max(1, self.cfg.batch_tokens // stage.seq_len)
-            yield step, maker.batch(step, rows, stage.seq_len, gap=stage.gap)
+            yield step, maker.batch(step, rows, stage.seq_len, gap=stage.gap, mix=stage.mix)
 
 
 def load_tokenizer(cfg: TrainConfig) -> Tokenizer:
@@ -130,17 +131,23 @@ def load_tokenizer(cfg: TrainConfig) -> Tokenizer:
 
 def make_batch_maker(cfg: TrainConfig, window: int) -> BatchMaker:
     corpus = Corpus(cfg.corpus) if cfg.corpus else None
-    return BatchMaker(cfg.data, load_tokenizer(cfg), corpus, window, cfg.seed)
+    stage_mixes = tuple(s.mix for s in cfg.curriculum if s.mix)
+    return BatchMaker(cfg.data, load_tokenizer(cfg), corpus, window, cfg.seed, stage_mixes)
 
 
-def loss_and_stats(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict]:
-    """Weighted cross-entropy (answers weigh more, padding nothing) and what the log reports: LM loss,
-    answer loss, and per task the teacher-forced exact match of whole answers."""
+def loss_and_stats(logits: torch.Tensor, batch: Batch, answer_weight: float) -> tuple[torch.Tensor, dict]:
+    """Mean text cross-entropy + answer_weight × mean answer cross-entropy, and what the log reports:
+    LM loss, answer loss, and per task the teacher-forced exact match of whole answers.
+
+    The answer term is its own mean: weighting answer tokens inside one mean over all tokens gives the
+    few answer tokens of a 64K-token batch almost no say (the first GPU run learned no retrieval so)."""
     V = logits.shape[-1]
     ce = F.cross_entropy(logits.float().view(-1, V), batch.targets.reshape(-1), reduction="none").view_as(
         batch.weights
     )
     loss = (ce * batch.weights).sum() / batch.weights.sum().clamp(min=1e-6)
+    if batch.answer.any():
+        loss = loss + answer_weight * ce[batch.answer].mean()
     stats: dict = {"loss": loss.item()}
     with torch.no_grad():
         lm_rows = torch.tensor([t == "lm" for t in batch.tasks], device=ce.device)
@@ -192,7 +199,7 @@ def evaluate(model: HSAModel, maker: BatchMaker, cfg: TrainConfig, device: torch
         batch = maker.batch(0, cfg.eval_rows, seq_len, split="val", kind=kind).to(device)
         with _autocast(device):
             logits = model(batch.inputs, batch.doc_ids)
-        records.append(loss_and_stats(logits, batch)[1])
+        records.append(loss_and_stats(logits, batch, cfg.data.answer_weight)[1])
     model.train()
     out = _average(records)
     return {f"val_{k}": v for k, v in out.items()}
@@ -320,7 +327,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
             batch = batch.to(device)
             with _autocast(device):
                 logits = forward(batch.inputs, batch.doc_ids)
-            loss, stats = loss_and_stats(logits, batch)
+            loss, stats = loss_and_stats(logits, batch, cfg.data.answer_weight)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
             opt.step()

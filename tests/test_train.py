@@ -77,7 +77,8 @@ def test_resume_continues_the_same_schedule(tmp_path):
     assert [r["step"] for r in b] == [r["step"] for r in a]
     assert [r["lr"] for r in b] == [r["lr"] for r in a]
     assert [r["seq_len"] for r in b] == [r["seq_len"] for r in a]
-    np.testing.assert_allclose([r["loss"] for r in b], [r["loss"] for r in a], rtol=1e-4)
+    # same weights, optimizer state and batches: the losses agree up to float summation order
+    np.testing.assert_allclose([r["loss"] for r in b], [r["loss"] for r in a], rtol=2e-3)
 
 
 def test_schedule_and_curriculum():
@@ -107,18 +108,27 @@ def test_batches(tmp_path):
         if task == "lm":
             assert not ans.any() and bool((w == 1).all())
             continue
-        assert bool((w[ans] == 5.0).all()) and batch.targets[i][ans][-1] == END
+        assert bool((w[ans] == 0).all()) and batch.targets[i][ans][-1] == END  # answers: their own term
         assert bool((w[batch.targets[i] == PAD] == 0).all())
         q = int((batch.inputs[i] == QUESTION).nonzero()[0])
         assert docs[q] == docs[-1] and docs[q - 1] < docs[q]  # the question is its own document
+    only = maker.batch(step=0, rows=4, seq_len=256, mix={"passkey": 1.0})  # a curriculum stage's own mix
+    assert only.tasks == ["passkey"] * 4
+    joined = BatchMaker(replace(data, question_own_doc=False), tokenizer, corpus, window=64, seed=1)
+    rows = joined.batch(step=0, rows=2, seq_len=256, mix={"passkey": 1.0})
+    assert bool((rows.doc_ids == 0).all())  # one haystack document, the question continuing it
     with pytest.raises(ValueError, match="corpus"):
         BatchMaker(data, tokenizer, None, window=64, seed=1)
+    with pytest.raises(ValueError, match="unknown row kinds"):
+        BatchMaker(data, tokenizer, corpus, window=64, seed=1, stage_mixes=({"passkee": 1.0},))
 
 
 def test_configs_parse():
     for path in sorted(CONFIGS.glob("*.toml")):
         cfg = TrainConfig.from_toml(path)
         assert cfg.curriculum and cfg.data.mix and math.isclose(sum(cfg.data.mix.values()), 1.0)
+        for stage in cfg.curriculum:
+            assert stage.mix is None or math.isclose(sum(stage.mix.values()), 1.0)
     small = TrainConfig.from_toml(CONFIGS / "hsa-small.toml")
     assert small.preset == "small" and small.curriculum[-1].seq_len == 4096 and small.lr <= 1e-3
     assert small.curriculum[0].seq_len <= 1024  # every chunk selected at first (top-k 8 × 64 + window 512)
