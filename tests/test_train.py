@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from app.cli import main as cli
+from app.commands.train import main as train_main
 from hsa_core.checkpoint import load_model
 from hsa_core.data import BatchMaker, DataConfig
 from hsa_core.tokenizer import END, PAD, QUESTION
@@ -142,7 +143,8 @@ def test_bad_config_is_a_usage_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["train", "--help"], ["train", "corpus", "--help"]])
-def test_help(argv, capsys):
+@pytest.mark.parametrize("entry", ["hsa", "module"])
+def test_help(argv, entry, capsys):
     with pytest.raises(SystemExit) as e:
-        cli(argv)
+        cli(argv) if entry == "hsa" else train_main(argv[1:])
     assert e.value.code == 0 and "corpus" in capsys.readouterr().out

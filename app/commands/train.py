@@ -83,3 +83,15 @@ def run(args: argparse.Namespace) -> int:
     summary = train(cfg, out, resume=not args.no_resume, stop_at=args.stop_at)
     print(f"stopped at step {summary['step']} of {cfg.max_steps}; run folder {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m app.commands.train ...` = `hsa train ...` without importing the other commands (whose
+    dependencies, e.g. sqlite-utils, the GPU machine does not have)."""
+    parser = argparse.ArgumentParser(prog="hsa")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
