@@ -202,7 +202,9 @@ def ingest(
                 if item.kind == "jsonl":
                     bar.update(len(item.text.encode()))
                 elapsed = time.perf_counter() - t_start
-                bar.set_postfix_str(f"{done_files}/{len(files)} files, {report.tokens / elapsed:,.0f} tok/s")
+                bar.set_postfix_str(
+                    f"{done_files}/{len(files)} files, {report.tokens / elapsed:,.0f} tok/s", refresh=False
+                )
             if file.suffix.lower() == ".jsonl":
                 read_sources.add(str(file))
             done_bytes += sizes[done_files]

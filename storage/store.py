@@ -113,7 +113,7 @@ def _connect(path: Path) -> Database:
 
 
 def _create_schema(db: Database) -> None:
-    if "chunks" in db.table_names():
+    if "chunks_fts" in db.table_names():
         return
     with db.atomic():
         db["collections"].create(
@@ -187,7 +187,11 @@ def _create_schema(db: Database) -> None:
         )
         db["chunks"].create_index(["document_id", "ordinal"], unique=True, if_not_exists=True)
         db["chunks"].create_index(["shard"], if_not_exists=True)
-    db["chunks"].enable_fts(["text"], create_triggers=True)
+    try:
+        db["chunks"].enable_fts(["text"], create_triggers=True)
+    except sqlite3.OperationalError:  # another process created it a moment ago
+        if "chunks_fts" not in db.table_names():
+            raise
 
 
 class Store:
