@@ -87,7 +87,7 @@ def evidence_rows(sample: Sample, chunk_size: int) -> set[int]:
     return rows
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the GPU SWA path caches its mask by tensor version
 def run_sample(
     model: HSAModel, sample: Sample, max_new_tokens: int = 32, segment: int = 65536
 ) -> tuple[str, set[int], float]:

@@ -47,7 +47,7 @@ def sample(logits: torch.Tensor, temperature: float, generator: torch.Generator 
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the GPU SWA path caches its mask by tensor version
 def generate(
     model: HSAModel,
     prompt_ids: torch.Tensor,
