@@ -205,6 +205,33 @@ class HSAModel(nn.Module):
         lmk, k, v = (torch.cat([p[i][0] for p in parts]) for i in range(3))
         return ChunkMemory(lmk, k, v)
 
+    @torch.no_grad()
+    def encode_documents(self, documents: list[torch.Tensor], pad_id: int) -> list[ChunkMemory]:
+        """`encode_memory` of several short documents in one pass, each exactly as if encoded alone.
+
+        The documents are packed into one sequence, each padded to whole chunks with `pad_id`: document
+        ids keep every sliding window inside its document, no chunk straddles two, and RoPE is relative,
+        so the model runs a few large matrix products instead of many small ones. The whole pack is one
+        segment: keep it to what fits in memory at once (long documents go through `encode_memory`).
+        """
+        S = self.cfg.chunk_size
+        device = next(self.parameters()).device
+        parts, doc_of, counts = [], [], []
+        for i, ids in enumerate(documents):
+            ids = ids.to(device)
+            if ids.dim() != 1:
+                raise ValueError(f"document {i}: expected 1-D token ids, got shape {tuple(ids.shape)}")
+            parts += [ids, ids.new_full((-ids.numel() % S,), pad_id)]
+            doc_of.append(torch.full(((ids.numel() + S - 1) // S * S,), i, device=device))
+            counts.append((ids.numel() + S - 1) // S)
+        packed, doc = torch.cat(parts)[None], torch.cat(doc_of)[None]
+        positions = torch.arange(packed.shape[1], device=device)
+        rope = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
+        lmk, k, v = (t[0] for t in self._chunks(self._lower(packed, doc, rope, None), None))
+        return [
+            ChunkMemory(*m) for m in zip(lmk.split(counts), k.split(counts), v.split(counts), strict=True)
+        ]
+
     def generate(self, prompt_ids: torch.Tensor, memory: MemoryView | None = None, **kwargs):
         """Stream tokens after prompt_ids (1-D); see hsa_core.generate.generate."""
         from hsa_core.generate import generate

@@ -7,7 +7,6 @@ from dataclasses import asdict
 import torch
 
 from hsa_core import ModelNotFound, load_model
-from hsa_core.layers import rope_angles
 from hsa_core.model import HSAModel
 from hsa_core.tokenizer import EOT
 from storage import ModelInfo, UsageError
@@ -90,9 +89,8 @@ class Encoder:
         Document ids keep every SWA window inside its own document and chunks never straddle two, and RoPE
         is relative, so each document's memory equals `encode` of it alone (tests/test_ingest_pipeline.py
         checks this) while the model runs a few large matrix products instead of many small ones.
-        hsa_core's `encode_memory` takes one document; this reaches into its lower half (`_lower`,
-        `_chunks`), as its forward pass does with document ids. Documents longer than
-        `alone_above` tokens go through `encode` on their own, which bounds the memory a batch needs.
+        (`HSAModel.encode_documents`). Documents longer than `alone_above` tokens go through `encode`
+        on their own, which bounds the memory a batch needs.
         """
         out: list = [None] * len(docs)
         short = [i for i, ids in enumerate(docs) if len(ids) <= alone_above]
@@ -106,16 +104,8 @@ class Encoder:
         return out
 
     def _packed(self, docs: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        S, cfg = self.chunk_size, self.model.cfg
-        packed, doc_of, counts = [], [], []
-        for i, ids in enumerate(docs):
-            padded = ids + [EOT] * (-len(ids) % S)
-            packed += padded
-            doc_of += [i] * len(padded)
-            counts.append(len(padded) // S)
-        ids_t = torch.tensor([packed], dtype=torch.long, device=self.device)
-        doc_t = torch.tensor([doc_of], dtype=torch.long, device=self.device)
-        rope = rope_angles(torch.arange(len(packed), device=self.device), cfg.head_dim, cfg.rope_theta)
-        h = self.model._lower(ids_t, doc_t, rope, None)  # (1, T, d)
-        lmk, k, v = (t[0].to("cpu", torch.bfloat16) for t in self.model._chunks(h, None))
-        return list(zip(lmk.split(counts), k.split(counts), v.split(counts), strict=True))
+        ids = [torch.tensor(d, dtype=torch.long, device=self.device) for d in docs]
+        return [
+            tuple(t.to("cpu", torch.bfloat16) for t in (m.landmarks, m.k, m.v))
+            for m in self.model.encode_documents(ids, pad_id=EOT)
+        ]

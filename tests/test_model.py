@@ -199,3 +199,13 @@ def test_top_k_can_be_set_per_call(model):
         assert ((sel.indices[0] >= 0).sum(-1) == (torch.arange(96) // 8).clamp(max=k)[None, :, None]).all()
     steps = list(model.generate(ids(5), memory=model.encode_memory(ids(64)), max_new_tokens=2, top_k=3))
     assert all(layer.ids.shape[-1] == 3 for step in steps for layer in step.layers)
+
+
+def test_documents_encoded_together_equal_each_alone(model):
+    docs = [ids(n, seed=20 + n) for n in (5, 16, 23, 8)]
+    together = model.encode_documents(docs, pad_id=1)
+    for doc, mem in zip(docs, together, strict=True):
+        alone = model.encode_memory(doc, pad_id=1)
+        assert len(mem) == len(alone)
+        for a, b in [(mem.landmarks, alone.landmarks), (mem.k, alone.k), (mem.v, alone.v)]:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
