@@ -11,8 +11,12 @@ from kernels import hsa_attention
 class HSALayer(nn.Module):
     """q = W_q·norm(x); o = W_o·Σ_k w_k·softmax(q K_kᵀ/√D) V_k. No RoPE: the memory has no positions.
 
-    bypass:   x + MLP(norm(x + o))       (the HSA output reaches the stream only through the MLP)
+    bypass:   x + MLP(norm(x) + norm_o(o))   (the HSA output reaches the stream only through the MLP)
     standard: h = x + o; h + MLP(norm(h))
+
+    The bypass normalises o on its own: inside norm(x + o) the small, freshly initialised HSA output
+    was drowned by the residual stream, and a CPU toy took several times longer to start reading than
+    with the standard residual (docs/training-notes.md, "Why nothing was read").
     """
 
     def __init__(self, cfg: HSAConfig):
@@ -22,6 +26,7 @@ class HSALayer(nn.Module):
         self.wq = nn.Linear(cfg.d_model, cfg.hsa_heads * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.hsa_heads * cfg.head_dim, cfg.d_model, bias=False)
         self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.o_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.residual == "bypass" else None
         self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden)
 
     def forward(
@@ -42,6 +47,6 @@ class HSALayer(nn.Module):
             o = torch.zeros_like(q)
         o = self.wo(o.reshape(B, T, -1))
         if self.cfg.residual == "bypass":
-            return x + self.mlp(self.mlp_norm(x + o))
+            return x + self.mlp(self.mlp_norm(x) + self.o_norm(o))
         h = x + o
         return h + self.mlp(self.mlp_norm(h))

@@ -7,8 +7,10 @@ from kernels.swa.naive import sliding_window_attention_naive
 __all__ = ["sliding_window_attention", "sliding_window_attention_naive"]
 
 BACKENDS = ("auto", "torch", "flex")
-# "auto" on CUDA tensors: flex_attention when it measured faster than the blockwise reference on the
-# H200 (docs/benchmarks.md, "Kernels"); CPU always runs the reference
+# "auto" on CUDA tensors: flex_attention in training (it measured faster than the blockwise reference on
+# the H200, docs/benchmarks.md, "Kernels"); without gradients (encoding, generation, evaluation) the
+# reference, since the compiled flex call failed there on the GPU and its block mask grows as Tq×Tk for
+# long segments. CPU always runs the reference
 AUTO_FLEX_ON_CUDA = True
 FLEX_MIN_QUERIES = 256  # decode steps (a few queries) stay on one SDPA call: no recompiles per cache length
 
@@ -25,7 +27,8 @@ def sliding_window_attention(
     """q [B,Tq,Hq,D] over the last `window` of k, v [B,Tk,Hkv,D] (Tk ≥ Tq; queries are the last Tq keys).
 
     q_doc [B,Tq], k_doc [B,Tk]: document ids; attention never crosses a document boundary.
-    backend: "auto" (flex_attention on CUDA, see AUTO_FLEX_ON_CUDA; the reference on CPU), "torch", "flex".
+    backend: "auto" (flex_attention on CUDA with gradients, see AUTO_FLEX_ON_CUDA; else the reference),
+    "torch", "flex".
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -36,7 +39,11 @@ def sliding_window_attention(
     if (q_doc is None) != (k_doc is None):
         raise ValueError("give both q_doc and k_doc, or neither")
     if backend == "flex" or (
-        backend == "auto" and q.is_cuda and AUTO_FLEX_ON_CUDA and q.shape[1] >= FLEX_MIN_QUERIES
+        backend == "auto"
+        and q.is_cuda
+        and AUTO_FLEX_ON_CUDA
+        and torch.is_grad_enabled()
+        and q.shape[1] >= FLEX_MIN_QUERIES
     ):
         from kernels.swa.flex import sliding_window_attention_flex
 
