@@ -23,6 +23,9 @@ class ChunkEncoder(nn.Module):
         """h (N, S, d) chunks → landmarks (N, Hkv, Dl), k and v (N, S, Hkv, D)."""
         cfg = self.cfg
         N, S, d = h.shape
+        if N == 0:  # no chunk completed (most decode steps): CUDA's SDPA returns None on an empty batch
+            kv = h.new_zeros(0, S, cfg.hsa_kv_heads, cfg.head_dim)
+            return h.new_zeros(0, cfg.hsa_kv_heads, cfg.landmark_dim), kv, kv
         x = h if self.cls is None else torch.cat([h, self.cls.to(h.dtype).expand(N, 1, d)], 1)
         rope = rope_angles(torch.arange(x.shape[1], device=h.device), cfg.head_dim, cfg.rope_theta)
         for layer in self.layers:
