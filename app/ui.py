@@ -19,8 +19,8 @@ from ingest import IngestEvent, ingest  # noqa: E402
 from storage import Store, StoreError  # noqa: E402
 
 DEMO = "demo"
-EVIDENCE_HEADERS = ["rank", "score", "page", "text", "document"]
-TOKEN_HEADERS = ["chunk", "weight", "page", "text", "document"]
+EVIDENCE_HEADERS = ["rank", "score", "page", "file", "text"]
+TOKEN_HEADERS = ["chunk", "weight", "page", "file", "text"]
 SEARCH_HEADERS = ["chunk", "document", "page", "text"]
 CSS = "#evidence-image img {border: 1px solid #ccc;} .hsa-small {font-size: 0.85em;}"
 
@@ -29,6 +29,11 @@ def safe_name(name: str) -> str:
     """A file name with no folders, no leading dots and only plain characters (uploads land in the store)."""
     base = re.sub(r"[^A-Za-z0-9._ -]", "_", Path(name.replace("\\", "/")).name).strip(" .")
     return base[:120] or "upload"
+
+
+def _file(chunk: dict) -> str:
+    """The file a chunk came from, by name: PDF titles often fall back to a long first line."""
+    return Path(chunk.get("path") or chunk.get("document") or "").name
 
 
 def _short(text: str, n: int = 160) -> str:
@@ -153,7 +158,7 @@ def build_ui(service: QAService) -> gr.Blocks:
         if not answer:
             return []
         return [
-            [i + 1, round(c["score"], 3), c["page"], _short(c["text"]), c["document"]]
+            [i + 1, round(c["score"], 3), c["page"], _file(c), _short(c["text"])]
             for i, c in enumerate(answer["chunks"])
         ]
 
@@ -245,8 +250,8 @@ def build_ui(service: QAService) -> gr.Blocks:
                     item["chunk_id"],
                     round(item["weight"], 3),
                     c.get("page"),
+                    _file(c),
                     _short(c.get("text", "")),
-                    c.get("document"),
                 ]
             )
         return rows
@@ -307,7 +312,11 @@ def build_ui(service: QAService) -> gr.Blocks:
                 )
                 ingest_btn = gr.Button("Add to collection")
                 ingest_status = gr.Dataframe(
-                    headers=["file", "status", "detail"], label="Upload status", interactive=False, wrap=True
+                    headers=["file", "status", "detail"],
+                    label="Upload status",
+                    interactive=False,
+                    wrap=True,
+                    elem_id="upload-status",
                 )
                 with gr.Accordion("Documents", open=False):
                     docs = gr.Dataframe(

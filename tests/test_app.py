@@ -18,6 +18,24 @@ PAGES = [
 ]
 
 
+MEMO_TOPICS = ["lighthouse", "river", "mill", "orchard", "harbour", "library", "station", "bakery"]
+
+
+def memo_pages(key: str, key_page: int, pages: int = 6) -> list[str]:
+    """Pages of an operations memo, ~300 tokens each, with a pass key stated on page key_page (1-based)."""
+    out = []
+    for p in range(1, pages + 1):
+        rotated = MEMO_TOPICS[p % 8 :] + MEMO_TOPICS[: p % 8]
+        lines = [
+            f"The {t} team checked the {u} schedule on day {p * 7 + i} and wrote the results in the log."
+            for i, (t, u) in enumerate(zip(MEMO_TOPICS, rotated, strict=True))
+        ]
+        if p == key_page:
+            lines.insert(4, f"The pass key is {key}. Remember it. {key} is the pass key.")
+        out.append(" ".join(lines * 2))
+    return out
+
+
 def norm(text: str) -> str:
     return " ".join(text.split())
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app import assert_pages_hold_their_chunks, make_pdf
+from tests.test_app import assert_pages_hold_their_chunks, make_pdf, memo_pages
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -23,11 +23,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(root: Path, *extra: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """`hsa serve` on a free loopback port with the test preset; returns once it answers HTTP."""
+def start_server(
+    root: Path, *extra: str, env: dict | None = None, model: str | None = "test"
+) -> tuple[subprocess.Popen, str]:
+    """`hsa serve` on a free loopback port (model None: the shipped one); returns once it answers HTTP."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--store", str(root / "store"), "--model", "test"]
+    cmd = [sys.executable, "-m", "app.cli", "serve", "--store", str(root / "store")]
+    cmd += ["--model", model] if model else []
     proc = subprocess.Popen(
         [*cmd, "--port", str(port), *extra],
         env=env,
@@ -54,28 +57,31 @@ def start_server(root: Path, *extra: str, env: dict | None = None) -> tuple[subp
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
-    proc, url = start_server(root)
+    proc, url = start_server(root, model=None)
     yield url, root
     proc.terminate()
     proc.wait(timeout=30)
 
 
 def test_gradio_client_ingests_and_asks(server):
+    """The shipped model finds a pass key in an uploaded PDF and ranks the chunk on its page first."""
     from gradio_client import Client, handle_file
 
     url, root = server
-    pdf = make_pdf(root / "../valley report.pdf")
+    pdf = make_pdf(root / "../ops memo.pdf", memo_pages("52817", key_page=4))
     client = Client(url, verbose=False)
     report = client.predict([handle_file(str(pdf))], "api-docs", api_name="/ingest")
     assert report["added"] == 1 and report["files"][0]["status"] == "stored"
     again = client.predict([handle_file(str(pdf))], "api-docs", api_name="/ingest")
     assert again["added"] == 0 and again["files"][0]["status"] == "skipped (duplicate)"
-    answer = client.predict("Where does the river Alder flow?", "api-docs", 6, 0.0, api_name="/ask")
+    answer = client.predict("What is the pass key?", "api-docs", 12, 0.0, api_name="/ask")
     assert set(answer) == {"answer", "chunks", "per_token", "timings"}
-    assert answer["chunks"], "no evidence"
+    assert "52817" in answer["answer"]
+    assert answer["chunks"][0]["page"] == 4, answer["chunks"][:3]
+    assert "52817" in answer["chunks"][0]["text"]
     assert_pages_hold_their_chunks(answer["chunks"], pdf)
     # the upload was stored under a sanitised name inside the store
-    assert (root / "store" / "uploads" / "api-docs" / "valley report.pdf").is_file()
+    assert (root / "store" / "uploads" / "api-docs" / "ops memo.pdf").is_file()
 
 
 def test_unknown_collection_is_a_clear_error(server):
@@ -108,12 +114,28 @@ def test_browser_asks_and_sees_the_evidence(server):
         page.get_by_role("button", name="Build the demo collection").click()
         page.wait_for_function("document.body.innerText.includes('hsa-docqa-docs.pdf')", timeout=120_000)
         assert page.locator("text=Collection").first.is_visible()
-        page.fill("#question textarea", "What does the chunk encoder do?")
+        # add a memo to the demo collection through the upload box, then ask about it
+        memo = make_pdf(ARTIFACTS / "operations-memo.pdf", memo_pages("52817", key_page=4))
+        page.locator("input[type=file]").first.set_input_files(str(memo))
+        page.wait_for_function("document.body.innerText.includes('operations-memo.pdf')", timeout=60_000)
+        page.get_by_role("button", name="Add to collection").click()
+        page.wait_for_function(
+            "document.querySelector('#upload-status').innerText.includes('operations-memo.pdf')",
+            timeout=120_000,
+        )
+        assert "stored" in page.locator("#upload-status").inner_text()
+        page.fill("#question textarea", "What is the pass key?")
         page.click("#ask")
         page.wait_for_selector("#evidence-image img", timeout=120_000)
-        assert page.locator("#chat .message").count() >= 2
-        rows = page.locator("#evidence-table tbody tr")
-        assert rows.count() >= 1
+        page.wait_for_function("document.querySelector('#chat').innerText.includes('52817')", timeout=60_000)
+        page.wait_for_function(
+            "document.querySelector('#evidence-table').innerText.includes('operations-memo.pdf')",
+            timeout=60_000,
+        )
+        cells = page.locator("#evidence-table").inner_text().split()
+        assert cells[:5] == ["rank", "score", "page", "file", "text"]
+        rank, _, page_no, file = cells[5:9]  # the top-ranked chunk: the memo's page 4, where the key is
+        assert (rank, page_no, file) == ("1", "4", "operations-memo.pdf"), cells[:20]
         page.screenshot(path=str(ARTIFACTS / "ui-answer.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "ui-answer.png").stat().st_size > 10_000
