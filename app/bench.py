@@ -26,7 +26,7 @@ QUESTIONS = [
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="small", help="checkpoint or preset served (default: %(default)s)")
+    p.add_argument("--model", default="hsa-small", help="checkpoint or preset served (default: %(default)s)")
     p.add_argument("--pages", type=int, default=100, help="pages of the generated PDF (default: %(default)s)")
     p.add_argument("--concurrent", type=int, default=20, help="questions sent at once (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=16, help="answer length (default: %(default)s)")

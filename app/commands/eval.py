@@ -1,6 +1,7 @@
 """`hsa eval`: accuracy and evidence recall against context length, a table, JSON and a plot."""
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "document at a time, in segments), ask, and score. Prints a task × length table of accuracy "
         "(evidence recall); writes results.json and accuracy.png to --out.",
     )
-    p.add_argument("--tasks", default="passkey,niah_single", help="comma-separated (default: %(default)s)")
+    p.add_argument(
+        "--tasks",
+        default="passkey,niah_single",
+        help="comma-separated (default: %(default)s); docqa_real alone runs the real-document benchmark",
+    )
     p.add_argument(
         "--lengths", default="4k,16k", help="comma-separated, e.g. 4k,64k,1m (default: %(default)s)"
     )
@@ -41,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
     from hsa_core.tasks import NEEDS_CORPUS, TASKS, TaskEnv, TaskError
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if "docqa_real" in tasks:
+        if tasks != ["docqa_real"]:
+            print("hsa eval: run docqa_real on its own (it has no lengths)", file=sys.stderr)
+            return 2
+        return run_docqa_real(args)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         print(f"hsa eval: unknown tasks {unknown}; known: {', '.join(TASKS)}", file=sys.stderr)
@@ -92,4 +102,29 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(table(results))
         print(f"\nwritten: {args.out / 'results.json'}, {args.out / 'accuracy.png'}")
+    return 0
+
+
+def run_docqa_real(args: argparse.Namespace) -> int:
+    """The real-document benchmark (app/docqa_real.py) with its keyword and base-model baselines."""
+    from app import docqa_real
+    from hsa_core.smollm2 import BaseModelError, fetch_gguf, load_smollm2
+
+    cuda = args.device == "auto" and torch.cuda.is_available()
+    device = "cuda" if cuda else args.device.replace("auto", "cpu")
+    try:
+        base = load_smollm2(fetch_gguf(), window=2048).to(device)
+    except BaseModelError as e:
+        print(f"hsa eval: the base-model baseline needs SmolLM2: {e}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    result = docqa_real.run(args.model, device, base, args.max_tokens)
+    result["summary"]["seconds"] = round(time.perf_counter() - t0, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "docqa_real.json").write_text(json.dumps(result, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(docqa_real.table(result["summary"]))
+        print(f"\nwritten: {args.out / 'docqa_real.json'}")
     return 0

@@ -1,0 +1,131 @@
+"""The real-document benchmark (`hsa eval --tasks docqa_real`): 56 factual questions about the R FAQ, a
+52-page PDF from Debian's r-doc-pdf that no model here was trained on, each with the page that answers it.
+
+Three readers answer the same questions over the same store:
+- the HSA model through the app's own path (QAService): correct if the answer contains a reference;
+  evidence hit if the answering page is among the pages of its 5 highest-scored chunks;
+- keyword search (FTS5 / BM25 over the question's words): hit if the page is among its top 5 chunks;
+- optionally the SmolLM2-135M-Instruct base reading the top 3 keyword chunks (the small local setup a
+  user would otherwise choose): correct if its answer contains a reference.
+"""
+
+import json
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from app.service import QAService
+from ingest import Encoder, ingest
+from storage import Store
+
+DATA = Path(__file__).parent / "data"
+PDF = DATA / "R-FAQ.pdf"
+COLLECTION = "r-faq"
+STOPWORDS = set(
+    "a an and are as at be by can do does for from how i in is it of on or r s should that the this to "
+    "what when where which who whose why with you your".split()
+)
+
+
+@dataclass
+class Question:
+    page: int  # 1-based physical page that answers it
+    question: str
+    answers: list[str]  # a correct answer contains one of them (case-insensitive)
+
+    def is_answered_by(self, text: str) -> bool:
+        return any(a.lower() in text.lower() for a in self.answers)
+
+
+def load_questions() -> list[Question]:
+    return [Question(**q) for q in json.loads((DATA / "r-faq-questions.json").read_text())["questions"]]
+
+
+def keyword_chunks(store: Store, question: str, k: int) -> list[tuple[int, int, str]]:
+    """(chunk id, page, text) of the k best FTS5 matches for any of the question's content words."""
+    words = [w for w in re.findall(r"[\w.]+", question) if w.lower() not in STOPWORDS and len(w) > 1]
+    if not words:
+        return []
+    query = " OR ".join(store.db.quote_fts(w) for w in words)
+    return store.db.execute(
+        """select k.id, k.page, k.text from chunks_fts f join chunks k on k.rowid = f.rowid
+           join documents d on d.id = k.document_id
+           where chunks_fts match ? and d.collection = ? and d.status = 'ok' order by f.rank limit ?""",
+        [query, COLLECTION, k],
+    ).fetchall()
+
+
+def base_answer(base, question: str, chunks: list[str], max_new_tokens: int = 32) -> str:
+    """The instruct base's answer from the given chunks, in its own chat format, greedy."""
+    context = "\n\n".join(chunks)
+    prompt = (
+        "<|im_start|>system\nAnswer the question in a few words, using the context.<|im_end|>\n"
+        f"<|im_start|>user\nContext:\n{context}\n\nQuestion: {question}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    ids = torch.tensor(base.tokenizer.encode(prompt).ids)
+    end = base.tokenizer.token_to_id("<|im_end|>")
+    with torch.no_grad():
+        out = [s.token for s in base.generate(ids, max_new_tokens=max_new_tokens, stop_ids=(end,))]
+    return base.tokenizer.decode([t for t in out if t != end]).strip()
+
+
+def run(model: str | None = None, device: str = "cpu", baseline_model=None, max_new_tokens: int = 24) -> dict:
+    """Every question through the three readers; per-question rows and the summary."""
+    questions = load_questions()
+    encoder, _ = Encoder.load(model, device)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "store") as store:
+        t0 = time.perf_counter()
+        ingest([PDF], store, encoder, COLLECTION, progress=False)
+        ingest_s = time.perf_counter() - t0
+        service = QAService(store, encoder)
+        for q in questions:
+            ans = service.ask(q.question, COLLECTION, max_new_tokens=max_new_tokens)
+            keyword = keyword_chunks(store, q.question, 5)
+            row = {
+                "page": q.page,
+                "question": q.question,
+                "answers": q.answers,
+                "hsa_answer": ans.answer,
+                "hsa_correct": q.is_answered_by(ans.answer),
+                "hsa_pages": [c.page for c in ans.chunks[:5]],
+                "keyword_pages": [r[1] for r in keyword],
+            }
+            row["hsa_evidence_hit"] = q.page in row["hsa_pages"]
+            row["keyword_hit"] = q.page in row["keyword_pages"]
+            if baseline_model is not None:
+                row["base_answer"] = base_answer(baseline_model, q.question, [r[2] for r in keyword[:3]])
+                row["base_correct"] = q.is_answered_by(row["base_answer"])
+            rows.append(row)
+    n = len(rows)
+    share = lambda key: sum(r[key] for r in rows) / n  # noqa: E731
+    summary = {
+        "questions": n,
+        "model": model or "hsa-small",
+        "hsa_accuracy": share("hsa_correct"),
+        "hsa_evidence_recall_at_5": share("hsa_evidence_hit"),
+        "keyword_recall_at_5": share("keyword_hit"),
+        "ingest_s": round(ingest_s, 2),
+    }
+    if baseline_model is not None:
+        summary["base_plus_keyword_accuracy"] = share("base_correct")
+    return {"summary": summary, "rows": rows}
+
+
+def table(summary: dict) -> str:
+    lines = ["| reader | answer accuracy | evidence page in top 5 |", "|---|---|---|"]
+    lines.append(
+        f"| HSA model ({summary['model']}) | {summary['hsa_accuracy']:.0%} | "
+        f"{summary['hsa_evidence_recall_at_5']:.0%} |"
+    )
+    lines.append(f"| keyword search (FTS5) | – | {summary['keyword_recall_at_5']:.0%} |")
+    if "base_plus_keyword_accuracy" in summary:
+        lines.append(
+            f"| SmolLM2-135M-Instruct + top-3 keyword chunks | {summary['base_plus_keyword_accuracy']:.0%} | "
+            f"{summary['keyword_recall_at_5']:.0%} (its chunks) |"
+        )
+    return "\n".join(lines)

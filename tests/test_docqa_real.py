@@ -1,0 +1,23 @@
+"""The real-document benchmark's data: 50+ questions, each answered on the page it names."""
+
+import pymupdf
+
+from app.docqa_real import PDF, Question, load_questions
+
+
+def norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def test_every_reference_is_on_its_page():
+    questions = load_questions()
+    assert len(questions) >= 50 and len({q.question for q in questions}) == len(questions)
+    with pymupdf.open(PDF) as doc:
+        for q in questions:
+            page = norm(doc[q.page - 1].get_text())
+            assert any(norm(a) in page for a in q.answers), (q.page, q.question)
+
+
+def test_scoring_is_containment_of_any_reference():
+    q = Question(9, "Which version of R was the last to support 32-bit Windows?", ["4.1.3"])
+    assert q.is_answered_by("R 4.1.3 was the last one") and not q.is_answered_by("4.1.2")
