@@ -66,11 +66,11 @@ def base_answer(base, question: str, chunks: list[str], max_new_tokens: int = 32
         "<|im_start|>system\nAnswer the question in a few words, using the context.<|im_end|>\n"
         f"<|im_start|>user\nContext:\n{context}\n\nQuestion: {question}<|im_end|>\n<|im_start|>assistant\n"
     )
-    ids = torch.tensor(base.tokenizer.encode(prompt).ids)
-    end = base.tokenizer.token_to_id("<|im_end|>")
+    tok = base.tokenizer
+    ids = torch.tensor(tok.encode(prompt))
     with torch.no_grad():
-        out = [s.token for s in base.generate(ids, max_new_tokens=max_new_tokens, stop_ids=(end,))]
-    return base.tokenizer.decode([t for t in out if t != end]).strip()
+        out = [s.token for s in base.generate(ids, max_new_tokens=max_new_tokens, stop_ids=tok.stop_ids)]
+    return tok.decode(out).strip()
 
 
 def run(model: str | None = None, device: str = "cpu", baseline_model=None, max_new_tokens: int = 24) -> dict:

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from hsa_core.generate import Step
-from hsa_core.tokenizer import ANSWER, END, EOT, QUESTION
 from ingest import Encoder
 from storage import ModelMismatch, Store
 
@@ -99,7 +98,7 @@ class QAService:
         tok = self.model.tokenizer
         ids: list[int] = []
         for q, a in history:
-            ids += [QUESTION, *tok.encode(q.strip()), ANSWER, *tok.encode(a.strip()), END]
+            ids += tok.turn(q, a)
         ids += tok.prompt(question)
         return ids[-self.model.cfg.window :]
 
@@ -130,7 +129,7 @@ class QAService:
                 memory=memory if len(memory) else None,
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,
-                stop_ids=(END, EOT),
+                stop_ids=self.model.tokenizer.stop_ids,
                 generator=gen,
                 top_k=top_k,
             )
@@ -139,7 +138,7 @@ class QAService:
             for step in steps:
                 if "first_token_s" not in ans.timings:
                     ans.timings["first_token_s"] = round(time.perf_counter() - t_mem, 4)
-                if step.token in (END, EOT):
+                if step.token in self.model.tokenizer.stop_ids:
                     break
                 weights = _token_weights(step)
                 for cid, w in weights.items():

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsa_core.tokenizer import EOT, Tokenizer
+from hsa_core.tokenizer import Tokenizer
 
 MAX_DOC_CHARS = 8000  # long files are cut at paragraph boundaries into documents of at most this size
 MIN_DOC_CHARS = 200  # shorter documents carry too little text to be worth a slot
@@ -403,7 +403,7 @@ def write_shard(directory: Path, name: str, documents: list[str], tokenizer: Tok
     with open(shards / f"{name}.bin", "wb") as f:
         for i in range(0, len(documents), 512):
             for enc in tokenizer.hf.encode_batch(documents[i : i + 512], add_special_tokens=False):
-                ids = np.array([*enc.ids, EOT], dtype=np.uint16)
+                ids = np.array([*enc.ids, tokenizer.eot_id], dtype=np.uint16)
                 f.write(ids.tobytes())
                 total += ids.size
                 offsets.append(total)
@@ -475,7 +475,7 @@ def write_manifest(out: Path, tokenizer: Tokenizer, entries: list[dict]) -> dict
         "tokenizer_sha256": hashlib.sha256(tokenizer.hf.to_str().encode()).hexdigest(),
         "vocab_size": tokenizer.vocab_size,
         "dtype": "uint16",
-        "separator": EOT,
+        "separator": tokenizer.eot_id,
         "sources": entries,
         "tokens": sum(e["tokens"] for e in entries),
     }

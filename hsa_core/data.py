@@ -14,7 +14,7 @@ import torch
 
 from hsa_core.corpus import Corpus
 from hsa_core.tasks import NEEDS_CORPUS, TASKS, TaskEnv, TaskError, make_sample
-from hsa_core.tokenizer import PAD, Tokenizer
+from hsa_core.tokenizer import Tokenizer
 
 VAL_EVERY = 100  # corpus document i is held out for validation when i % VAL_EVERY == 0
 
@@ -157,7 +157,12 @@ class BatchMaker:
         ctx, prompt = sample.context_ids(), np.array(sample.prompt, dtype=np.int32)
         pad = n - ctx.size - prompt.size - len(target)
         tokens = np.concatenate(
-            [ctx, prompt, np.array(target, dtype=np.int32), np.full(pad, PAD, dtype=np.int32)]
+            [
+                ctx,
+                prompt,
+                np.array(target, dtype=np.int32),
+                np.full(pad, self.tokenizer.pad_id, dtype=np.int32),
+            ]
         )
         q = len(sample.documents) - (not self.cfg.question_own_doc)
         doc_ids = np.concatenate([sample.doc_ids(), np.full(n - ctx.size, q)])

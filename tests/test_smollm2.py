@@ -14,7 +14,7 @@ def model():
 
 
 def greedy(model, text: str, n: int = 8) -> str:
-    ids = torch.tensor([model.tokenizer.encode(text).ids])
+    ids = torch.tensor([model.tokenizer.encode(text)])
     with torch.no_grad():
         for _ in range(n):
             ids = torch.cat([ids, model(ids)[:, -1:].argmax(-1)], 1)
@@ -30,9 +30,18 @@ def test_base_knows_a_fact(model):
 def test_tokenizer_round_trips_and_splits_digits(model):
     tok = model.tokenizer
     text = "Pass key 71432, naïve café — done."
-    assert tok.decode(tok.encode(text).ids) == text
-    assert [tok.id_to_token(i) for i in tok.encode("71432").ids] == list("71432")
-    assert tok.encode("<|im_start|>").ids == [1]
+    assert tok.decode(tok.encode(text)) == text
+    assert [tok.hf.id_to_token(i) for i in tok.encode("71432")] == list("71432")
+    assert tok.encode("<|im_start|>") == [tok.start_id] == [1]
+    assert (tok.eot_id, tok.end_id) == (0, 2)
+
+
+def test_our_question_layout_is_its_chat_format(model):
+    """A question through tokenizer.prompt() (what the app and the tasks use) gets the base's answer."""
+    ids = torch.tensor(model.tokenizer.prompt("What is the capital of Italy?"))
+    with torch.no_grad():
+        steps = list(model.generate(ids, max_new_tokens=12, stop_ids=model.tokenizer.stop_ids))
+    assert "Rome" in model.tokenizer.decode(s.token for s in steps)
 
 
 def test_hsa_layers_start_as_identities(model):

@@ -13,7 +13,7 @@ import numpy as np
 
 from hsa_core.corpus import Corpus
 from hsa_core.tasks.words import ADJECTIVES, NOUNS, PLACES, VERBS
-from hsa_core.tokenizer import END, EOT, Tokenizer
+from hsa_core.tokenizer import EOT, Tokenizer
 
 NOISE = " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 
@@ -38,9 +38,10 @@ class Sample:
     answer: str  # the text the model is trained to produce
     answers: list[str]  # references: a correct answer contains every one (case-insensitive)
     evidence: list[tuple[int, int]]
+    eot: int = EOT  # the document separator of the tokenizer that made the sample
 
     def context_ids(self) -> np.ndarray:
-        parts = [p for d in self.documents for p in (d, np.array([EOT], dtype=np.int32))]
+        parts = [p for d in self.documents for p in (d, np.array([self.eot], dtype=np.int32))]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
     def doc_ids(self) -> np.ndarray:
@@ -62,7 +63,7 @@ class Sample:
 
     def target_ids(self, tokenizer: Tokenizer) -> list[int]:
         """Answer tokens followed by END: what training puts after the prompt."""
-        return [*tokenizer.encode(self.answer), END]
+        return [*tokenizer.encode(self.answer), tokenizer.end_id]
 
 
 class TaskEnv:
@@ -203,7 +204,8 @@ class TaskEnv:
         ids = [self.ids(" " + n.strip()) for n in needles]
         depths = depths if depths is not None else sorted(rng.random() for _ in needles)
         doc, spans = self.haystack(kind, length - len(prompt) - 1, ids, depths, rng)
-        return Sample(task, [doc], question, prompt, answer, answers, [spans[i] for i in evidence])
+        evidence_spans = [spans[i] for i in evidence]
+        return Sample(task, [doc], question, prompt, answer, answers, evidence_spans, self.tokenizer.eot_id)
 
     def documents_around(
         self,

@@ -104,4 +104,6 @@ def docqa(
     prompt = env.prompt(question)
     pool = DocPool(encoded, len(rows), exclude=i)
     documents, span = env.documents_around(encoded(i), length - len(prompt), pool, rng, depth)
-    return Sample(f"docqa_{source}", documents, question, prompt, answer, [answer], [span])
+    return Sample(
+        f"docqa_{source}", documents, question, prompt, answer, [answer], [span], env.tokenizer.eot_id
+    )
