@@ -8,7 +8,7 @@ from safetensors.torch import save_model as save_weights
 
 from hsa_core.config import PRESETS, HSAConfig
 from hsa_core.model import HSAModel
-from hsa_core.tokenizer import Tokenizer
+from hsa_core.tokenizer import ChatTokenizer, Tokenizer
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "hsa-small"
@@ -60,6 +60,9 @@ def load_model(
             )
         model = HSAModel(HSAConfig.from_json(directory / "config.json"))
         load_weights(model, str(weights))
-        tokenizer = Tokenizer.from_file(directory / "tokenizer.json")
+        try:
+            tokenizer = Tokenizer.from_file(directory / "tokenizer.json")
+        except ValueError:  # not our special tokens: a retrofitted chat model's own (hsa_core/smollm2.py)
+            tokenizer = ChatTokenizer.from_file(directory / "tokenizer.json")
     model.tokenizer = tokenizer
     return model.to(device=device, dtype=dtype).eval()

@@ -141,6 +141,18 @@ def load_smollm2(path: Path | None = None, **config) -> HSAModel:
     return model.eval()
 
 
+def smollm2_tokenizer(path: Path | None = None) -> ChatTokenizer:
+    """The base's tokenizer alone (the GGUF is memory-mapped: cheap in DataLoader workers)."""
+    from gguf import GGUFReader
+
+    return ChatTokenizer(gguf_tokenizer(GGUFReader(str(path or fetch_gguf()))))
+
+
+def is_base_parameter(name: str) -> bool:
+    """Whether an HSAModel parameter came from the base (the rest is new: encoder, retrieval, HSA)."""
+    return name.startswith(("embed.", "lower.", "norm.")) or ".blocks." in name
+
+
 def gguf_tokenizer(reader) -> HFTokenizer:
     """The GPT-2 style byte-level BPE stored in the GGUF (vocabulary, merges), single digits as
     SmolLM2's own tokenizer splits them."""

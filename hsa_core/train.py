@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0  # DataLoader processes building batches
     compile: bool = False  # torch.compile the model
+    train_base: bool = True  # preset "smollm2": also adapt the base's weights (False: only the new parts)
     tokenizer: str = ""  # tokenizer.json; empty: the shipped one
     curriculum: list[Stage] = field(default_factory=lambda: [Stage(1.0, 256)])
     data: DataConfig = field(default_factory=lambda: DataConfig(mix={"passkey": 1.0}, options={}))
@@ -126,7 +127,27 @@ class Batches(IterableDataset):
 
 
 def load_tokenizer(cfg: TrainConfig) -> Tokenizer:
+    if cfg.preset == "smollm2":
+        from hsa_core.smollm2 import smollm2_tokenizer
+
+        return smollm2_tokenizer()
     return Tokenizer.from_file(cfg.tokenizer or MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
+
+
+def build_model(cfg: TrainConfig) -> HSAModel:
+    """A preset with random weights and the configured tokenizer, or (preset "smollm2") the pretrained
+    base retrofitted with HSA parts that start as identities (hsa_core/smollm2.py)."""
+    if cfg.preset == "smollm2":
+        from hsa_core.smollm2 import is_base_parameter, load_smollm2
+
+        model = load_smollm2(**cfg.model)
+        for name, p in model.named_parameters():
+            p.requires_grad_(cfg.train_base or not is_base_parameter(name))
+        return model
+    tokenizer = load_tokenizer(cfg)
+    model = HSAModel(HSAConfig.preset(cfg.preset, **{"vocab_size": tokenizer.vocab_size, **cfg.model}))
+    model.tokenizer = tokenizer
+    return model
 
 
 def make_batch_maker(cfg: TrainConfig, window: int) -> BatchMaker:
@@ -206,9 +227,10 @@ def evaluate(model: HSAModel, maker: BatchMaker, cfg: TrainConfig, device: torch
 
 
 def configure_optimizer(model: HSAModel, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices and embeddings only (nanoGPT)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    """AdamW over the trainable parameters, weight decay on matrices and embeddings only (nanoGPT)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
 
@@ -284,10 +306,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
         else cfg.device
     )
     torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(cfg)
-    model_cfg = HSAConfig.preset(cfg.preset, **{"vocab_size": tokenizer.vocab_size, **cfg.model})
-    model = HSAModel(model_cfg).to(device)
-    model.tokenizer = tokenizer
+    model = build_model(cfg).to(device)
+    model_cfg = model.cfg
     opt = configure_optimizer(model, cfg, device)
     ckpt_path, log_path = out / "ckpt.pt", out / "log.jsonl"
     step = 0

