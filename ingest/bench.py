@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="hsa-bench-ingest-"))
     work.mkdir(parents=True, exist_ok=True)
     # warm up the model (first-call allocations, kernel selection) outside the timed runs
-    encoder.encode(encoder.tokenize(" ".join(WORDS * 20))[0])
+    encoder.encode_many([encoder.model.tokenizer.encode(" ".join(WORDS * k)) for k in (20, 30)])
     results = []
     try:
         workloads = ("pdf", "jsonl") if args.workload == "all" else (args.workload,)
@@ -147,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
                 }
             )
         if args.profile:
-            ids = encoder.tokenize(" ".join(_sentence(random.Random(1)) for _ in range(700)))[0][:8192]
+            ids = encoder.model.tokenizer.encode(" ".join(_sentence(random.Random(1)) for _ in range(700)))[
+                :8192
+            ]
             with torch.profiler.profile() as prof:
                 encoder.encode(ids)
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12), file=sys.stderr)

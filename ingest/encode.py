@@ -70,8 +70,9 @@ class Encoder:
             model = load_model(name, device=dev, dtype=dtype)
         return cls(model, str(name or "hsa-small")), note
 
-    def tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        return self.model.tokenizer.encode_with_offsets(text)
+    def tokenize(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Token ids and character offsets of each text, tokenized in parallel."""
+        return self.model.tokenizer.encode_batch_with_offsets(texts)
 
     @torch.no_grad()  # not inference_mode: the kernels cache masks by tensor version, which it lacks
     def encode(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -105,8 +106,14 @@ class Encoder:
         return out
 
     def _packed(self, docs: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        ids = [torch.tensor(d, dtype=torch.long, device=self.device) for d in docs]
-        return [
-            tuple(t.to("cpu", torch.bfloat16) for t in (m.landmarks, m.k, m.v))
-            for m in self.model.encode_documents(ids, pad_id=self.model.tokenizer.eot_id)
+        counts = [-(-len(d) // self.chunk_size) for d in docs]
+        ids = torch.tensor([i for d in docs for i in d], dtype=torch.long).split([len(d) for d in docs])
+        mems = self.model.encode_documents(
+            [t.to(self.device) for t in ids], pad_id=self.model.tokenizer.eot_id
+        )
+        # one copy to the host for the whole batch: a copy per document waits for the GPU each time
+        whole = [
+            torch.cat([getattr(m, n) for m in mems]).to("cpu", torch.bfloat16)
+            for n in ("landmarks", "k", "v")
         ]
+        return list(zip(*(t.split(counts) for t in whole), strict=True))

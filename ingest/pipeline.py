@@ -29,6 +29,8 @@ from ingest.extract import (
 )
 from storage import NewDocument, Store
 
+CHARS_PER_TOKEN = 4  # texts are tokenized once about this many characters per encode batch are waiting
+
 
 @dataclass
 class IngestEvent:
@@ -86,16 +88,21 @@ def _extract_job(path: str, max_bytes: int) -> tuple[list[Extracted] | Failure, 
 
 
 class _Pending:
-    """Documents waiting for their shard to be written and committed; the last ones not yet encoded."""
+    """Documents on their way to a commit: waiting to be tokenized, then encoded, then written.
+
+    Texts are tokenized a batch at a time (in parallel) and token ids encoded a batch at a time, so both
+    stages run few, large calls.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # documents longer than this are encoded on their own, segment by segment
+        self.texts: list[Extracted] = []  # not yet tokenized
+        self.text_chars = 0
         self.docs: list[NewDocument] = []
         self.memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # of docs[: len(memory)]
         self.ids: list[list[int]] = []  # token ids of docs[len(memory):], to encode in one batch
         self.queued_tokens = 0
         self.replacing: list[bool] = []
-        self.shas: set[str] = set()
         self.chunks = 0
         self.since = time.monotonic()
 
@@ -143,6 +150,8 @@ def ingest(
         store.ensure_collection(collection, encoder.info)
         files, missing = expand_inputs(list(paths))
         pending = _Pending(encode_tokens)
+        in_flight: list = []  # the group whose shard is being written: (docs, replacing, ShardWrite)
+        queued: dict[str, str] = {}  # sha256 → path of every document queued in this run
         seen_paths: set[str] = set()
         read_sources: set[str] = set()
         sizes = [f.stat().st_size if f.exists() else 0 for f in files]
@@ -163,21 +172,45 @@ def ingest(
             report.failures.append({"path": failure.path, "error": failure.error})
             emit("failed", failure.path, failure.error)
 
+        def tokenize() -> None:
+            if not pending.texts:
+                return
+            t0 = time.perf_counter()
+            tokens = encoder.tokenize([item.text for item in pending.texts])
+            timings["tokenize"] += time.perf_counter() - t0
+            for item, (ids, offsets) in zip(pending.texts, tokens, strict=True):
+                _queue(item, ids, offsets, store, encoder, collection, pending, report, fail)
+            pending.texts, pending.text_chars = [], 0
+
+        def commit_in_flight() -> None:
+            """Make the group written in the background visible (after its shard is durable)."""
+            if not in_flight:
+                return
+            docs, replacing, shard = in_flight.pop()
+            t0 = time.perf_counter()
+            report.bytes_written += store.commit_documents(collection, docs, shard).bytes
+            timings["write"] += time.perf_counter() - t0
+            for doc, replaced in zip(docs, replacing, strict=True):
+                report.replaced += replaced
+                report.added += not replaced
+                emit(
+                    "replaced" if replaced else "added",
+                    doc.path,
+                    f"{doc.n_tokens} tokens, {len(doc.chunks)} chunks",
+                )
+
         def flush() -> None:
+            """Encode what is left of the group, start writing its shard, and commit the group before it."""
+            tokenize()
             if not pending.docs:
                 return
             pending.encode(encoder, timings)
             t0 = time.perf_counter()
             lmk, k, v = (torch.cat([m[i] for m in pending.memory]) for i in range(3))
-            report.bytes_written += store.add_documents(collection, pending.docs, lmk, k, v).bytes
-            for doc, replacing in zip(pending.docs, pending.replacing, strict=True):
-                if replacing:
-                    report.replaced += 1
-                    emit("replaced", doc.path, f"{doc.n_tokens} tokens, {len(doc.chunks)} chunks")
-                else:
-                    report.added += 1
-                    emit("added", doc.path, f"{doc.n_tokens} tokens, {len(doc.chunks)} chunks")
+            shard = store.write_memory(collection, lmk, k, v)
             timings["write"] += time.perf_counter() - t0
+            commit_in_flight()
+            in_flight.append((pending.docs, pending.replacing, shard))
             pending.__init__(encode_tokens)
 
         for failure in missing:
@@ -192,13 +225,21 @@ def ingest(
                 for w in item.warnings:
                     report.warnings += 1
                     emit("warning", item.path, w)
-                _add(item, store, encoder, collection, pending, report, timings, emit, fail)
+                if _is_duplicate(item, store, collection, queued, report, emit):
+                    continue
+                queued[item.sha256] = item.path
+                pending.texts.append(item)
+                pending.text_chars += len(item.text)
+                if pending.text_chars >= CHARS_PER_TOKEN * encode_tokens:
+                    tokenize()
                 if pending.queued_tokens >= encode_tokens:
                     pending.encode(encoder, timings)
                 if pending.chunks >= shard_chunks or (
-                    pending.docs and time.monotonic() - pending.since >= commit_seconds
+                    (pending.docs or pending.texts) and time.monotonic() - pending.since >= commit_seconds
                 ):
                     flush()
+                elif in_flight and in_flight[0][2].size.done():
+                    commit_in_flight()  # visible as soon as it is durable, not only at the next flush
                 if item.kind == "jsonl":
                     bar.update(len(item.text.encode()))
                 elapsed = time.perf_counter() - t_start
@@ -212,6 +253,7 @@ def ingest(
             bar.n = done_bytes
             bar.refresh()
         flush()
+        commit_in_flight()
         bar.close()
         if sync:
             report.removed = _sync(store, collection, seen_paths, read_sources, emit)
@@ -220,20 +262,21 @@ def ingest(
     return report
 
 
-def _add(item, store, encoder, collection, pending, report, timings, emit, fail) -> None:
-    """Dedup and tokenize one document into the pending group (encoding waits for a batch)."""
+def _is_duplicate(item: Extracted, store: Store, collection: str, queued: dict, report, emit) -> bool:
+    """Same bytes as a stored document or one queued in this run: skipped and reported."""
     existing = store.find_ok(collection, item.sha256)
-    if existing is not None or item.sha256 in pending.shas:
-        same = existing is not None and existing["path"] == item.path
-        reason = "unchanged" if same or existing is None else f"same content as {existing['path']}"
-        if same:
-            store.forget_failures(collection, item.path)  # an earlier failed attempt at this path is moot
-        report.skipped += 1
-        emit("skipped", item.path, reason)
-        return
-    t0 = time.perf_counter()
-    ids, offsets = encoder.tokenize(item.text)
-    timings["tokenize"] += time.perf_counter() - t0
+    twin = existing["path"] if existing is not None else queued.get(item.sha256)
+    if twin is None:
+        return False
+    if twin == item.path:
+        store.forget_failures(collection, item.path)  # an earlier failed attempt at this path is moot
+    report.skipped += 1
+    emit("skipped", item.path, "unchanged" if twin == item.path else f"same content as {twin}")
+    return True
+
+
+def _queue(item, ids, offsets, store, encoder, collection, pending, report, fail) -> None:
+    """A tokenized document into the pending group, with its chunk rows (encoding waits for a batch)."""
     if not ids:
         fail(Failure(item.path, "no text", item.source, item.sha256))
         return
@@ -263,7 +306,6 @@ def _add(item, store, encoder, collection, pending, report, timings, emit, fail)
     pending.ids.append(ids)
     pending.queued_tokens += len(ids)
     pending.replacing.append(replacing)
-    pending.shas.add(item.sha256)
     pending.chunks += len(rows)
     report.tokens += len(ids)
     report.chunks += len(rows)

@@ -109,7 +109,7 @@ def test_stored_memory_is_what_the_model_encodes(tmp_path, encoder):
     with Store(tmp_path / "store") as store:
         ingest([tmp_path / "a.txt"], store, encoder)
         view = store.memory("default")
-        ids, _ = encoder.tokenize((tmp_path / "a.txt").read_text())
+        [(ids, _)] = encoder.tokenize([(tmp_path / "a.txt").read_text()])
         mem = encoder.model.encode_memory(torch.tensor(ids), pad_id=EOT)
         torch.testing.assert_close(view.landmarks.float(), mem.landmarks, rtol=2e-2, atol=2e-2)
         k, v = view.gather(torch.arange(len(view)))

@@ -235,3 +235,21 @@ def test_default_store_path(monkeypatch, tmp_path):
     monkeypatch.delenv("HSA_STORE")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert default_store_path() == tmp_path / "xdg" / "hsa-docqa"
+
+
+def test_chunk_text_is_indexed_once_also_in_a_store_with_the_old_insert_trigger(tmp_path):
+    """Stores made before bulk indexing had a per-row insert trigger; opening one drops it."""
+    with Store(tmp_path / "s") as s:
+        s.db.execute(
+            "create trigger chunks_ai after insert on chunks begin "
+            "insert into chunks_fts (rowid, text) values (new.rowid, new.text); end"
+        )
+    with Store(tmp_path / "s") as s:
+        with s.writing():
+            s.ensure_collection("c", MODEL)
+        add(s, [doc("a", 3), doc("b", 2)])
+        hits = s.db.execute(
+            "select rowid from chunks_fts where chunks_fts match 'chunk' order by rowid"
+        ).fetchall()
+        assert [r[0] for r in hits] == [r["id"] for r in s.db.query("select id from chunks order by id")]
+        assert len(hits) == 5
