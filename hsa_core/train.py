@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR, save_model
+from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR, load_model, save_model
 from hsa_core.config import HSAConfig
 from hsa_core.corpus import Corpus
 from hsa_core.data import Batch, BatchMaker, DataConfig
@@ -38,6 +38,7 @@ class Stage:
 @dataclass
 class TrainConfig:
     preset: str = "test"  # HSAConfig preset of the model
+    init: str = ""  # a trained model (name or folder) whose weights start the run: fine-tuning; "": preset
     model: dict = field(default_factory=dict)  # HSAConfig overrides
     seed: int = 0
     max_steps: int = 100
@@ -136,7 +137,12 @@ def load_tokenizer(cfg: TrainConfig) -> Tokenizer:
 
 def build_model(cfg: TrainConfig) -> HSAModel:
     """A preset with random weights and the configured tokenizer, or (preset "smollm2") the pretrained
-    base retrofitted with HSA parts that start as identities (hsa_core/smollm2.py)."""
+    base retrofitted with HSA parts that start as identities (hsa_core/smollm2.py), or (init) a trained
+    model to fine-tune, shapes and tokenizer included."""
+    if cfg.init:
+        if cfg.model:
+            raise ValueError(f"init = {cfg.init!r} takes the trained model's shapes; drop the [model] overrides")
+        return load_model(cfg.init)
     if cfg.preset == "smollm2":
         from hsa_core.smollm2 import is_base_parameter, load_smollm2
 

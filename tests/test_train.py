@@ -82,6 +82,19 @@ def test_resume_continues_the_same_schedule(tmp_path):
     np.testing.assert_allclose([r["loss"] for r in b], [r["loss"] for r in a], rtol=2e-3)
 
 
+def test_init_fine_tunes_a_trained_model(tmp_path):
+    """`init` starts from the trained weights (not the preset's random ones) and keeps its shapes."""
+    first = tmp_path / "first"
+    train(_cfg(max_steps=2), first, log=lambda _: None)
+    start = load_model(first / "model").state_dict()
+    tuned = tmp_path / "tuned"
+    train(_cfg(max_steps=1, init=str(first / "model"), lr=0.0, min_lr=0.0), tuned, log=lambda _: None)
+    after = load_model(tuned / "model").state_dict()  # lr 0: the weights it started from, unchanged
+    assert all(torch.equal(start[k], after[k]) for k in start)
+    with pytest.raises(ValueError, match="init"):
+        train(_cfg(init=str(first / "model"), model={"window": 32}), tmp_path / "bad", log=lambda _: None)
+
+
 def test_schedule_and_curriculum():
     cfg = _cfg(max_steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-4)
     assert cfg.lr_at(0) == pytest.approx(1e-4) and cfg.lr_at(9) == pytest.approx(1e-3)
