@@ -141,7 +141,7 @@ def build_model(cfg: TrainConfig) -> HSAModel:
     model to fine-tune, shapes and tokenizer included."""
     if cfg.init:
         if cfg.model:
-            raise ValueError(f"init = {cfg.init!r} takes the trained model's shapes; drop the [model] overrides")
+            raise ValueError(f"init = {cfg.init!r} brings its own shapes: drop the [model] overrides")
         return load_model(cfg.init)
     if cfg.preset == "smollm2":
         from hsa_core.smollm2 import is_base_parameter, load_smollm2
