@@ -56,7 +56,8 @@ class IngestReport:
     chunks: int = 0
     bytes_written: int = 0  # shard bytes written in this run
     seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    # seconds per stage; on a GPU, encode is the time to queue the work and waiting for it counts in write
+    timings: dict[str, float] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
 
     @property
@@ -99,7 +100,8 @@ class _Pending:
         self.texts: list[Extracted] = []  # not yet tokenized
         self.text_chars = 0
         self.docs: list[NewDocument] = []
-        self.memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # of docs[: len(memory)]
+        # of docs[: len(memory)], on the encoder's device: the shard writer copies it to the host
+        self.memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.ids: list[list[int]] = []  # token ids of docs[len(memory):], to encode in one batch
         self.queued_tokens = 0
         self.replacing: list[bool] = []

@@ -29,10 +29,14 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_shard(path: Path, landmarks: torch.Tensor, k: torch.Tensor, v: torch.Tensor, metadata: dict) -> int:
-    """Write a shard durably; returns its size in bytes. Nothing is visible at `path` until it is whole."""
+    """Write a shard durably; returns its size in bytes. Nothing is visible at `path` until it is whole.
+
+    The tensors may be on any device: copying them to the host waits for the device, here in the caller's
+    thread (the store's writer thread, so an ingest's main thread never does).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tensors = {"landmarks": landmarks.contiguous(), "k": k.contiguous(), "v": v.contiguous()}
+    tensors = {name: t.contiguous().to("cpu") for name, t in zip(TENSORS, (landmarks, k, v), strict=True)}
     save_file(tensors, str(tmp), metadata={key: str(value) for key, value in metadata.items()})
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())

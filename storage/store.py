@@ -443,6 +443,8 @@ class Store:
 
         `commit_documents` waits for the shard to be durable, then makes its documents visible, so an ingest
         can encode the next group while this one is written. Until then the shard is an orphan to `recover`.
+        The tensors may be on a GPU: the writer thread copies them to the host, so the caller never waits for
+        the GPU here.
         """
         self._require_lock()
         coll = self.collection(collection)

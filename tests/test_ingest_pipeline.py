@@ -130,6 +130,21 @@ def test_batched_encoding_equals_one_document_at_a_time(encoder):
             torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_memory_encoded_on_the_gpu_stays_there_until_the_store_writes_it(tmp_path):
+    gpu = Encoder.load("test", "cuda")[0]
+    (tmp_path / "a.txt").write_text("The pass key is 12345. Remember it. " * 6)
+    [(ids, _)] = gpu.tokenize([(tmp_path / "a.txt").read_text()])
+    want = gpu.encode(ids)
+    assert all(t.device.type == "cuda" and t.dtype == torch.bfloat16 for t in want)
+    with Store(tmp_path / "store") as store:
+        ingest([tmp_path / "a.txt"], store, gpu)
+        view = store.memory("default")
+        k, v = view.gather(torch.arange(len(view)))
+        for got, t in zip((view.landmarks, k, v), want, strict=True):
+            torch.testing.assert_close(got.float(), t.cpu().float(), rtol=2e-2, atol=2e-2)
+
+
 def test_changed_file_replaces_and_sync_removes_vanished(tmp_path, encoder):
     src = corpus(tmp_path / "in")
     with Store(tmp_path / "store") as store:

@@ -253,3 +253,13 @@ def test_chunk_text_is_indexed_once_also_in_a_store_with_the_old_insert_trigger(
         ).fetchall()
         assert [r[0] for r in hits] == [r["id"] for r in s.db.query("select id from chunks order by id")]
         assert len(hits) == 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_memory_on_the_gpu_is_stored_exactly(store):
+    mem = memory(3, 0)
+    with store.writing():
+        store.add_documents("c", [doc("a", 3)], *(t.cuda() for t in mem))
+    view = store.memory("c")
+    torch.testing.assert_close(view.landmarks, mem[0].bfloat16(), rtol=0, atol=0)
+    torch.testing.assert_close(view.gather(torch.arange(3))[1], mem[2].bfloat16(), rtol=0, atol=0)
