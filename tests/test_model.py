@@ -1,5 +1,7 @@
 """The SWA+HSA model: causality, selection rules, the memory path, gradients, ablations, save/load."""
 
+import json
+
 import pytest
 import torch
 
@@ -209,3 +211,31 @@ def test_documents_encoded_together_equal_each_alone(model):
         assert len(mem) == len(alone)
         for a, b in [(mem.landmarks, alone.landmarks), (mem.k, alone.k), (mem.v, alone.v)]:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bench_reader_reports_each_model(capsys):
+    from app.cli import main
+
+    assert (
+        main(
+            [
+                "bench",
+                "reader",
+                "--models",
+                "test,small",
+                "--memory-tokens",
+                "1024",
+                "--new-tokens",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    results = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in results] == ["test", "small"]
+    small = results[1]
+    assert small["chunks"] == 1024 // 64 and small["parameters"] == load_model("small").num_parameters()
+    assert all(
+        r["encode_tokens_per_s"] > 0 and r["first_token_s"] > 0 and r["per_token_s"] > 0 for r in results
+    )

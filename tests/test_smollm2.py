@@ -10,14 +10,14 @@ from safetensors.torch import load_file
 from hsa_core import load_model
 from hsa_core.data import DataConfig
 from hsa_core.layers import rope_angles
-from hsa_core.smollm2 import fetch_gguf, is_base_parameter, load_smollm2
+from hsa_core.smollm2 import is_base_parameter
 from hsa_core.tokenizer import ChatTokenizer
 from hsa_core.train import Stage, TrainConfig, train
 
 
 @pytest.fixture(scope="module")
 def model():
-    return load_smollm2(fetch_gguf())
+    return load_model("smollm2")  # the name a user gives; load_smollm2(fetch_gguf()) underneath
 
 
 def greedy(model, text: str, n: int = 8) -> str:

@@ -8,11 +8,12 @@ TARGETS = {
     "kernels": ("kernels.bench", "HSA attention, selection and decode vs the PyTorch reference and SDPA"),
     "ingest": ("ingest.bench", "ingest throughput and bytes on disk per token"),
     "app": ("app.bench", "the served app: start-up, first token, concurrent questions via gradio_client"),
+    "reader": ("hsa_core.bench", "per model: encoding tokens/s, first-token and per-token latency"),
 }
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks (kernels, ingest, app)")
+    p = sub.add_parser("bench", help="benchmarks (kernels, ingest, app, reader)")
     targets = p.add_subparsers(dest="target", required=True, metavar="TARGET")
     for name, (module_name, help_text) in TARGETS.items():
         t = targets.add_parser(name, help=help_text, description=help_text)
