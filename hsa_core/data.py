@@ -52,6 +52,8 @@ class DataConfig:
     question_own_doc: bool = True  # the question starts a new document (the product's layout: the SWA
     # cannot see the context); False continues the last context document, as the GPU probe trained
     lm_sources: dict[str, float] | None = None  # corpus source → share of LM documents (None: by tokens)
+    lm_one_document: bool = False  # an LM row is one document (padded), not unrelated ones concatenated:
+    # the ablation without forced sparsity (docs/ablation.md)
 
 
 class BatchMaker:
@@ -131,6 +133,12 @@ class BatchMaker:
             parts.append(doc)
             doc_ids.append(np.full(doc.size, len(doc_ids)))
             used += doc.size
+            if self.cfg.lm_one_document and used < n:  # the rest is padding the loss ignores
+                parts.append(np.full(n - used, self.tokenizer.pad_id, dtype=doc.dtype))
+                doc_ids.append(np.full(n - used, len(doc_ids)))
+                weights = np.zeros(n, dtype=np.float32)
+                weights[:used] = 1.0
+                return np.concatenate(parts), weights, np.concatenate(doc_ids), np.zeros(n, dtype=bool)
         tokens = np.concatenate(parts)
         return tokens, np.ones(n, dtype=np.float32), np.concatenate(doc_ids), np.zeros(n, dtype=bool)
 

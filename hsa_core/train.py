@@ -12,6 +12,7 @@ import json
 import math
 import time
 import tomllib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -65,10 +66,13 @@ class TrainConfig:
     corpus: str = ""  # corpus folder (hsa train corpus --out); empty: none (no LM or docqa rows)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "TrainConfig":
+    def from_toml(cls, path: str | Path, overrides: Iterable[str] = ()) -> "TrainConfig":
         """Read a TOML config: [train] fields, [model] preset + overrides, [data], [mix], [tasks.*],
-        [[curriculum]] (docs/training.md)."""
+        [[curriculum]] (docs/training.md). overrides: "a.b=VALUE" settings (VALUE in TOML) applied to
+        the file's tables first, so a variant of a config needs no copy of it."""
         raw = tomllib.loads(Path(path).read_text())
+        for item in overrides:
+            _override(raw, item)
         known = {f.name for f in fields(cls)} - {"model", "curriculum", "data"}
         train = raw.get("train", {})
         unknown = set(train) - known
@@ -133,6 +137,24 @@ def load_tokenizer(cfg: TrainConfig) -> Tokenizer:
 
         return smollm2_tokenizer()
     return Tokenizer.from_file(cfg.tokenizer or MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
+
+
+def _override(raw: dict, item: str) -> None:
+    """Apply one "a.b=VALUE" setting to a parsed TOML config; a VALUE that is not TOML is a string."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f'setting {item!r}: expected KEY=VALUE, e.g. model.residual="bypass"')
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    *tables, last = key.strip().split(".")
+    node = raw
+    for name in tables:
+        node = node.setdefault(name, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"setting {item!r}: {name} is not a table")
+    node[last] = parsed
 
 
 def build_model(cfg: TrainConfig) -> HSAModel:

@@ -95,6 +95,44 @@ def test_init_fine_tunes_a_trained_model(tmp_path):
         train(_cfg(init=str(first / "model"), model={"window": 32}), tmp_path / "bad", log=lambda _: None)
 
 
+def test_settings_override_the_config_file():
+    cfg = TrainConfig.from_toml(
+        CONFIGS / "hsa-small.toml",
+        [
+            "model.encoder=meanpool",  # not TOML: a string
+            'model.residual="bypass"',
+            "train.max_steps=1300",
+            "curriculum=[{until = 1.0, seq_len = 512}]",
+            "data.lm_one_document=true",
+            "mix={lm = 0.5, passkey = 0.5}",
+        ],
+    )
+    assert cfg.model == {"residual": "bypass", "encoder": "meanpool"} and cfg.preset == "small"
+    assert cfg.max_steps == 1300 and [(s.until, s.seq_len) for s in cfg.curriculum] == [(1.0, 512)]
+    assert cfg.data.lm_one_document and cfg.data.mix == {"lm": 0.5, "passkey": 0.5}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        TrainConfig.from_toml(CONFIGS / "hsa-small.toml", ["model.residual"])
+    with pytest.raises(ValueError, match="unknown settings"):
+        TrainConfig.from_toml(CONFIGS / "hsa-small.toml", ["train.max_stepz=3"])
+
+
+def test_lm_rows_of_one_document(tmp_path):
+    tokenizer = load_tokenizer(_cfg())
+    corpus = make_small_corpus(tmp_path / "corpus", tokenizer)
+    data = DataConfig(mix={"lm": 1.0}, options={}, lm_one_document=True)
+    batch = BatchMaker(data, tokenizer, corpus, window=64, seed=1).batch(step=0, rows=8, seq_len=512)
+    padded = 0
+    for i in range(8):
+        docs = batch.doc_ids[i]
+        assert set(docs.tolist()) <= {0, 1}  # one document, then perhaps padding
+        assert bool((batch.inputs[i][docs == 1] == PAD).all())
+        torch.testing.assert_close(
+            batch.weights[i], (batch.targets[i] != PAD).float()
+        )  # loss on the text only
+        padded += bool((docs == 1).any())
+    assert padded  # the small corpus has documents shorter than a row
+
+
 def test_schedule_and_curriculum():
     cfg = _cfg(max_steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-4)
     assert cfg.lr_at(0) == pytest.approx(1e-4) and cfg.lr_at(9) == pytest.approx(1e-3)

@@ -15,6 +15,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "or build the training corpus with `hsa train corpus --out DIR`.",
     )
     p.add_argument("--config", type=Path, help="training config, e.g. configs/hsa-small.toml")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one setting of the config (TOML value), e.g. --set model.encoder=meanpool; repeatable",
+    )
     p.add_argument("--out", type=Path, help="run folder (default: runs/<config name>)")
     p.add_argument("--device", help="override the config's device: cpu, cuda, auto")
     p.add_argument("--corpus", help="override the config's corpus folder")
@@ -79,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from hsa_core.train import TrainConfig, train
 
     try:
-        cfg = TrainConfig.from_toml(args.config)
+        cfg = TrainConfig.from_toml(args.config, args.set)
     except (OSError, ValueError, TypeError) as e:
         print(f"hsa train: {e}", file=sys.stderr)
         return 2
