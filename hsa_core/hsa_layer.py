@@ -28,6 +28,9 @@ class HSALayer(nn.Module):
         self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.o_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.residual == "bypass" else None
         self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden)
+        # bypass only: weight of a direct path x + direct·o that training may fade out
+        # (TrainConfig.bypass_anneal); not a parameter and not saved, so a loaded model is a pure bypass
+        self.direct = 0.0
 
     def forward(
         self,
@@ -47,6 +50,7 @@ class HSALayer(nn.Module):
             o = torch.zeros_like(q)
         o = self.wo(o.reshape(B, T, -1))
         if self.cfg.residual == "bypass":
-            return x + self.mlp(self.mlp_norm(x) + self.o_norm(o))
+            out = x + self.mlp(self.mlp_norm(x) + self.o_norm(o))
+            return out + self.direct * o if self.direct else out
         h = x + o
         return h + self.mlp(self.mlp_norm(h))

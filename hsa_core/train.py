@@ -60,6 +60,9 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader processes building batches
     compile: bool = False  # torch.compile the model
     train_base: bool = True  # preset "smollm2": also adapt the base's weights (False: only the new parts)
+    # residual "bypass": over this fraction of max_steps a direct path x + g·o fades from g = 1 to 0, so
+    # the bypass starts reading as the standard residual does; the trained model is a pure bypass
+    bypass_anneal: float = 0.0
     tokenizer: str = ""  # tokenizer.json; empty: the shipped one
     curriculum: list[Stage] = field(default_factory=lambda: [Stage(1.0, 256)])
     data: DataConfig = field(default_factory=lambda: DataConfig(mix={"passkey": 1.0}, options={}))
@@ -105,6 +108,12 @@ class TrainConfig:
 
     def seq_len_at(self, step: int) -> int:
         return self.stage_at(step).seq_len
+
+    def direct_at(self, step: int) -> float:
+        """Weight of the bypass's direct path at `step` (bypass_anneal)."""
+        if not self.bypass_anneal:
+            return 0.0
+        return max(0.0, 1.0 - step / (self.bypass_anneal * self.max_steps))
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up, then cosine from lr down to min_lr at max_steps."""
@@ -373,6 +382,9 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
             for group in opt.param_groups:
                 group["lr"] = lr
             batch = batch.to(device)
+            direct = cfg.direct_at(step)
+            for group in model.groups:
+                group.hsa.direct = direct
             with _autocast(device):
                 logits = forward(batch.inputs, batch.doc_ids)
             loss, stats = loss_and_stats(logits, batch, cfg.data.answer_weight)
@@ -394,6 +406,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
                 entry = {
                     "step": step,
                     "lr": lr,
+                    **({"direct": round(direct, 4)} if cfg.bypass_anneal else {}),
                     "seq_len": batch.inputs.shape[1],
                     **_average(records),
                     "grad_norm": records[-1]["grad_norm"],

@@ -6,6 +6,7 @@ loss is on the 4 digits only. Every chunk is selected when top_k ≥ ctx_chunks,
 alone, not selection. docs/training-notes.md has the results.
 
     python scripts/reading_toy.py STEPS LR '{"preset": "test", "top_k": 8, "residual": "standard"}'
+    ("anneal": N with "residual": "bypass" fades a direct path x + g·o over the first N steps)
 """
 
 import json
@@ -36,6 +37,7 @@ def batch(g: torch.Generator, rows: int, length: int, window: int):
 def main() -> None:
     steps, lr, over = int(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
     preset, ctx_chunks, rows = over.pop("preset", "test"), over.pop("ctx_chunks", 6), over.pop("batch", 32)
+    anneal = over.pop("anneal", 0)  # bypass: steps over which the direct path x + g·o fades (bypass_anneal)
     torch.manual_seed(0)
     cfg = HSAConfig.preset(preset, **over)
     model = HSAModel(cfg)
@@ -43,6 +45,8 @@ def main() -> None:
     g = torch.Generator().manual_seed(1)
     t0 = time.time()
     for step in range(steps):
+        for group in model.groups:
+            group.hsa.direct = max(0.0, 1 - step / anneal) if anneal else 0.0
         ids, doc, key = batch(g, rows, ctx_chunks * cfg.chunk_size, cfg.window)
         logits = model(ids[:, :-1], doc[:, :-1])[:, -4:]  # predictions of the 4 digits
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), key.reshape(-1))

@@ -133,6 +133,22 @@ def test_lm_rows_of_one_document(tmp_path):
     assert padded  # the small corpus has documents shorter than a row
 
 
+def test_bypass_anneal_fades_the_direct_path(tmp_path):
+    cfg = _cfg(max_steps=6, bypass_anneal=0.5, model={"residual": "bypass"})
+    assert [cfg.direct_at(s) for s in range(5)] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0, 0.0])
+    assert _cfg().direct_at(0) == 0.0
+    train(cfg, tmp_path / "run", log=lambda _: None)
+    logged = [r.get("direct") for r in _log(tmp_path / "run")]  # the weight each logged step trained with
+    assert logged == pytest.approx([1.0, 2 / 3, 1 / 3, 0, 0, 0], abs=1e-3)
+    model = load_model(tmp_path / "run" / "model")  # a pure bypass again: the direct path is not saved
+    assert all(g.hsa.direct == 0.0 for g in model.groups)
+    ids = torch.randint(5, 100, (1, 40))
+    with torch.no_grad():
+        plain = model(ids)
+        model.groups[0].hsa.direct = 1.0
+        assert not torch.allclose(plain, model(ids))
+
+
 def test_schedule_and_curriculum():
     cfg = _cfg(max_steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-4)
     assert cfg.lr_at(0) == pytest.approx(1e-4) and cfg.lr_at(9) == pytest.approx(1e-3)

@@ -21,7 +21,9 @@ launch() {
 }
 launch baseline                                   # cls_encoder, standard residual, forced sparsity
 launch meanpool --set model.encoder=meanpool      # claim 1: landmarks by mean pooling
-launch bypass --set model.residual=bypass         # claim 2: the bypassing residual (the paper's "full")
+# claim 2: the bypassing residual (the paper's "full"); a direct path fades out over the 512-token stage
+# so it starts reading (run 4: a plain bypass read nothing in 98M tokens); the result is a pure bypass
+launch bypass --set model.residual=bypass --set train.bypass_anneal=0.3
 # claim 3: no forced sparsity — the same stages and mixes at 512 tokens (8 chunks = top-k: every chunk
 # read), LM rows of one document each, no Gumbel noise
 launch dense --set model.gumbel=0 --set data.lm_one_document=true --set 'curriculum=[
