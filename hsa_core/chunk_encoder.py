@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from hsa_core.config import HSAConfig
-from hsa_core.layers import Block, rope_angles
+from hsa_core.layers import Block, RMSNorm, rope_angles
 
 
 class ChunkEncoder(nn.Module):
@@ -14,8 +14,8 @@ class ChunkEncoder(nn.Module):
         self.cfg = cfg
         self.cls = nn.Parameter(torch.zeros(cfg.d_model)) if cfg.encoder == "cls_encoder" else None
         self.layers = nn.ModuleList(Block(cfg, bidirectional=True) for _ in range(cfg.enc_layers))
-        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.landmark_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.landmark_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.wk = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.head_dim, bias=False)
         self.wv = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.head_dim, bias=False)
 

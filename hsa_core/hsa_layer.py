@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from hsa_core.config import HSAConfig
-from hsa_core.layers import SwiGLU
+from hsa_core.layers import RMSNorm, SwiGLU
 from kernels import hsa_attention
 
 
@@ -22,11 +22,11 @@ class HSALayer(nn.Module):
     def __init__(self, cfg: HSAConfig):
         super().__init__()
         self.cfg = cfg
-        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.wq = nn.Linear(cfg.d_model, cfg.hsa_heads * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.hsa_heads * cfg.head_dim, cfg.d_model, bias=False)
-        self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.o_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.residual == "bypass" else None
+        self.mlp_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.o_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.residual == "bypass" else None
         self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden)
         # bypass only: weight of a direct path x + direct·o that training may fade out
         # (TrainConfig.bypass_anneal); not a parameter and not saved, so a loaded model is a pure bypass

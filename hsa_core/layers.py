@@ -10,6 +10,14 @@ from hsa_core.config import HSAConfig
 from kernels import sliding_window_attention
 
 
+class RMSNorm(nn.RMSNorm):
+    """nn.RMSNorm with its weight cast to the input's dtype: under bf16 autocast the input is bf16 and the
+    weight fp32, and torch then falls back from its fused kernel to several elementwise ones."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
+
+
 def rope_angles(positions: torch.Tensor, dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin [T, dim/2] for absolute positions; float64 so positions in the millions stay exact."""
     inv_freq = theta ** (-torch.arange(0, dim, 2, dtype=torch.float64, device=positions.device) / dim)
@@ -60,8 +68,8 @@ class Attention(nn.Module):
         self.wk = nn.Linear(cfg.d_model, cfg.n_kv_heads * D, bias=False)
         self.wv = nn.Linear(cfg.d_model, cfg.n_kv_heads * D, bias=False)
         self.wo = nn.Linear(cfg.n_heads * D, cfg.d_model, bias=False)
-        self.q_norm = nn.RMSNorm(D, eps=cfg.norm_eps) if cfg.qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(D, eps=cfg.norm_eps) if cfg.qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(D, eps=cfg.norm_eps) if cfg.qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(D, eps=cfg.norm_eps) if cfg.qk_norm else nn.Identity()
 
     def forward(
         self,
@@ -98,9 +106,9 @@ class Block(nn.Module):
 
     def __init__(self, cfg: HSAConfig, bidirectional: bool = False):
         super().__init__()
-        self.attn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.attn_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.attn = Attention(cfg, bidirectional)
-        self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mlp_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden)
 
     def forward(self, x, rope, doc=None, cache=None):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hsa_core.chunk_encoder import ChunkEncoder
 from hsa_core.config import HSAConfig
 from hsa_core.hsa_layer import HSALayer
-from hsa_core.layers import Block, WindowCache, rope_angles
+from hsa_core.layers import Block, RMSNorm, WindowCache, rope_angles
 from hsa_core.memory import ChunkMemory, MemoryView
 from hsa_core.retrieval import Retrieval
 
@@ -54,7 +54,7 @@ class HSAModel(nn.Module):
         self.lower = nn.ModuleList(Block(cfg) for _ in range(cfg.n_lower))
         self.encoder = ChunkEncoder(cfg)
         self.groups = nn.ModuleList(Group(cfg) for _ in range(cfg.n_groups))
-        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.tokenizer = None  # set by load_model
         self.backend = "auto"  # kernels.hsa_attention backend
         self.apply(self._init_weights)

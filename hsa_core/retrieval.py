@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hsa_core.config import HSAConfig
+from hsa_core.layers import RMSNorm
 from kernels.select import select_chunks
 
 MASKED = -1e4  # stands in for -inf inside the weights so an all-empty row has no NaN gradient
@@ -18,7 +19,7 @@ class Retrieval(nn.Module):
     def __init__(self, cfg: HSAConfig):
         super().__init__()
         self.cfg = cfg
-        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.wq = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.landmark_dim, bias=False)
 
     def forward(

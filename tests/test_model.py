@@ -239,3 +239,21 @@ def test_bench_reader_reports_each_model(capsys):
     assert all(
         r["encode_tokens_per_s"] > 0 and r["first_token_s"] > 0 and r["per_token_s"] > 0 for r in results
     )
+
+
+def test_rms_norm_takes_bf16_input_with_fp32_weight_on_the_fused_path():
+    import warnings
+
+    from hsa_core.layers import RMSNorm
+
+    norm, ref = RMSNorm(16, eps=1e-6), torch.nn.RMSNorm(16, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        ref.weight.copy_(norm.weight)
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(norm(x), ref(x), rtol=0, atol=0)  # fp32: exactly torch's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it must leave the fused kernel
+        out = norm(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref(x), rtol=2e-2, atol=2e-2)
