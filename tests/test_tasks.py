@@ -129,3 +129,13 @@ def test_too_short_is_a_clear_error(env):
         make_sample("nope", 2048, 0, env)
     with pytest.raises(TaskError, match="corpus"):
         make_sample("docqa", 2048, 0, TaskEnv(env.tokenizer, None, WINDOW))
+
+
+def test_values_of_one_key_are_answered_in_the_order_they_appear(env, tokenizer):
+    """A shuffled order would make the training target unlearnable (run 5 never learned multi-value)."""
+    for seed in range(8):
+        sample = make_sample("niah_multivalue", 2048, seed=seed, env=env)
+        text = _context_text(sample, tokenizer)
+        positions = [text.index(v) for v in sample.answers]
+        assert len(positions) == 4 and positions == sorted(positions)
+        assert sample.answer == ", ".join(sample.answers)

@@ -68,9 +68,11 @@ def niah(
     texts = [needle.format(kinds=kinds, kind=kind, key=k, value=v) for k, v in pairs]
     asked = keys if variant == "multiquery" else keys[:1]
     evidence = [i for i, (k, _) in enumerate(pairs) if k in asked]
-    answers = [v for k, v in pairs if k in asked]
     order = list(range(len(pairs)))
     rng.shuffle(order)  # needles in random order; evidence indices follow them
+    # the answer lists several keys' values in the question's order, several values of one key in the
+    # order they appear: an order a reader can follow (a shuffled one makes the target unlearnable)
+    answers = [v for k, v in ([pairs[i] for i in order] if variant == "multivalue" else pairs) if k in asked]
     key_text = asked[0] if len(asked) == 1 else ", ".join(asked[:-1]) + " and " + asked[-1]
     question = pick(rng, QUESTIONS, template).format(kinds=kinds, key=key_text)
     return env.single_document(
