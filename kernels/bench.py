@@ -163,8 +163,17 @@ def _hsa_rows(b: Bench, name, shape, T, dtype, device):
         for order in ("token", "chunk"):
             parallel.FORWARD = order
             with torch.no_grad():
-                b.add("hsa", name, T, f"triton-{order}-major", "fwd", lambda: hsa_attention(q, k, v, idx, w),
-                      fwd, by_fwd, selected=n_sel)
+                b.add(
+                    "hsa",
+                    name,
+                    T,
+                    f"triton-{order}-major",
+                    "fwd",
+                    lambda: hsa_attention(q, k, v, idx, w),
+                    fwd,
+                    by_fwd,
+                    selected=n_sel,
+                )
         parallel.FORWARD = "auto"
 
 
@@ -194,8 +203,18 @@ def bench_sdpa(b: Bench, name, T, Hq, D, dtype, device):
         with torch.no_grad():
             b.add("hsa", name, T, "sdpa-causal", "fwd", f, fwd, 4 * io, hq=Hq, d=D)
         o = f()
-        b.add("hsa", name, T, "sdpa-causal", "bwd",
-              lambda: torch.autograd.grad(o, (q, k, v), do, retain_graph=True), 2.5 * fwd, 8 * io, hq=Hq, d=D)
+        b.add(
+            "hsa",
+            name,
+            T,
+            "sdpa-causal",
+            "bwd",
+            lambda: torch.autograd.grad(o, (q, k, v), do, retain_graph=True),
+            2.5 * fwd,
+            8 * io,
+            hq=Hq,
+            d=D,
+        )
         b.add("hsa", name, T, "sdpa-causal", "fwd+bwd", fb, 3.5 * fwd, 12 * io, hq=Hq, d=D)
 
 
@@ -269,8 +288,17 @@ def _decode_full_rows(b: Bench, N, dtype, device):
     vf = torch.randn_like(kf)
     qf = torch.randn(1, Hq, 1, D, device=device, dtype=dtype)
     with torch.no_grad():
-        b.add("decode", "small", N, "sdpa-full", "token", lambda: F.scaled_dot_product_attention(qf, kf, vf),
-              4 * Hq * N * D, 2 * N * Hkv * D * 2, note="bytes for Hkv=1 K/V; SDPA reads Hq expanded")
+        b.add(
+            "decode",
+            "small",
+            N,
+            "sdpa-full",
+            "token",
+            lambda: F.scaled_dot_product_attention(qf, kf, vf),
+            4 * Hq * N * D,
+            2 * N * Hkv * D * 2,
+            note="bytes for Hkv=1 K/V; SDPA reads Hq expanded",
+        )
 
 
 def bench_swa(b: Bench, Ts, dtype, device):
@@ -332,8 +360,15 @@ def _summary(rows: list[dict]) -> dict:
         sdpa = ms("hsa", shape, 65536, "sdpa-causal", "fwd+bwd")
         if hsa and sdpa:
             out[f"fwd+bwd 64K speedup vs SDPA ({shape}), target ≥5"] = round(sdpa / hsa, 2)
-    fwd = [r for r in rows if r["section"] == "hsa" and r["impl"] == "triton" and r["pass_"] == "fwd"
-           and r["T"] >= 16384 and r.get("tflops")]
+    fwd = [
+        r
+        for r in rows
+        if r["section"] == "hsa"
+        and r["impl"] == "triton"
+        and r["pass_"] == "fwd"
+        and r["T"] >= 16384
+        and r.get("tflops")
+    ]
     if fwd:
         best = max(fwd, key=lambda r: r["tflops"])
         key = "best forward TFLOP/s at T ≥ 16K, target ≥120"
@@ -352,11 +387,20 @@ def _table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         ms = r["ms"]
-        cells = [r["section"], r["shape"], _tokens(r["T"]), r["impl"], r["pass_"],
-                 f"{ms:.3f}" if ms else "oom",
-                 f"{r['tflops']:.3g}" if ms else "", f"{r['pct_flops']:.2g}" if ms else "",
-                 f"{r['tbs']:.3g}" if ms else "", f"{r['pct_bw']:.2g}" if ms else "",
-                 f"{r['flops'] / 1e9:.2f}", f"{r['bytes'] / 1e6:.1f}"]
+        cells = [
+            r["section"],
+            r["shape"],
+            _tokens(r["T"]),
+            r["impl"],
+            r["pass_"],
+            f"{ms:.3f}" if ms else "oom",
+            f"{r['tflops']:.3g}" if ms else "",
+            f"{r['pct_flops']:.2g}" if ms else "",
+            f"{r['tbs']:.3g}" if ms else "",
+            f"{r['pct_bw']:.2g}" if ms else "",
+            f"{r['flops'] / 1e9:.2f}",
+            f"{r['bytes'] / 1e6:.1f}",
+        ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 

@@ -74,9 +74,10 @@ def hsa_fwd_kernel(
             o_kv = ((i_b * C + i_c) * S + o_s[:, None]) * (H * D) + i_h * D + o_d[None, :]  # [BS, BD]
             b_k = tl.load(k + o_kv, mask=m_sd, other=0).to(tl.float32)
             b_v = tl.load(v + o_kv, mask=m_sd, other=0).to(tl.float32)
-            b_s = tl.dot(
-                b_q.to(k.dtype.element_ty), tl.trans(b_k.to(k.dtype.element_ty)), input_precision=PREC
-            ) * scale  # [BG, BS]
+            b_s = (
+                tl.dot(b_q.to(k.dtype.element_ty), tl.trans(b_k.to(k.dtype.element_ty)), input_precision=PREC)
+                * scale
+            )  # [BG, BS]
             b_s = tl.where(m_s[None, :], b_s, float("-inf"))
             b_m = tl.max(b_s, 1)  # [BG]
             b_p = tl.exp(b_s - b_m[:, None])
@@ -355,16 +356,54 @@ def hsa_fwd(
     )
     if not chunk_major or C == 0:
         hsa_fwd_kernel[(T, B * H)](
-            q, k, v, indices, weights, o, lse, scale, T, C,
-            S=S, H=H, G=G, K=K, D=D, BG=BG, BS=BS, BD=BD, PREC=_prec(q.dtype), num_warps=warps,
+            q,
+            k,
+            v,
+            indices,
+            weights,
+            o,
+            lse,
+            scale,
+            T,
+            C,
+            S=S,
+            H=H,
+            G=G,
+            K=K,
+            D=D,
+            BG=BG,
+            BS=BS,
+            BD=BD,
+            PREC=_prec(q.dtype),
+            num_warps=warps,
         )
         return o, lse, inverted
     order, offsets = inverted if inverted is not None else invert_selection(indices, C)
     o_part = _empty(B, T, K, Hq, D, like=q, dtype=torch.float32)
     BR = max(64, triton.next_power_of_2(G))
     hsa_fwd_chunk_kernel[(C, B * H, 4)](
-        q, k, v, weights, order, offsets, o_part, lse, scale, T, C,
-        S=S, H=H, G=G, K=K, D=D, NSPLIT=4, BR=BR, BS=BS, BD=BD, PREC=_prec(q.dtype), num_warps=warps,
+        q,
+        k,
+        v,
+        weights,
+        order,
+        offsets,
+        o_part,
+        lse,
+        scale,
+        T,
+        C,
+        S=S,
+        H=H,
+        G=G,
+        K=K,
+        D=D,
+        NSPLIT=4,
+        BR=BR,
+        BS=BS,
+        BD=BD,
+        PREC=_prec(q.dtype),
+        num_warps=warps,
     )
     hsa_fwd_reduce_kernel[(T, B * H)](indices, o_part, o, T, H=H, G=G, K=K, D=D, BG=BG, BD=BD)
     return o, lse, (order, offsets)
@@ -412,16 +451,57 @@ def hsa_bwd(
     dlt = _empty(B, T, Hq, K, like=q, dtype=torch.float32)
     if T and B:
         hsa_bwd_dq_kernel[(T, B * H)](
-            q, k, v, indices, weights, lse, do, dq, dw, dlt, scale, T, C,
-            S=S, H=H, G=G, K=K, D=D, BG=BG, BS=BS, BD=BD, PREC=prec,
+            q,
+            k,
+            v,
+            indices,
+            weights,
+            lse,
+            do,
+            dq,
+            dw,
+            dlt,
+            scale,
+            T,
+            C,
+            S=S,
+            H=H,
+            G=G,
+            K=K,
+            D=D,
+            BG=BG,
+            BS=BS,
+            BD=BD,
+            PREC=prec,
             num_warps=4 if BD <= 64 else 8,
         )
     if C and B:
         order, offsets = inverted if inverted is not None else invert_selection(indices, C)
         BR = max(64, triton.next_power_of_2(G))
         hsa_bwd_dkv_kernel[(C, B * H)](
-            q, k, v, weights, lse, dlt, do, order, offsets, dk, dv, scale, T, C,
-            S=S, H=H, G=G, K=K, D=D, BR=BR, BS=BS, BD=BD, PREC=prec,
+            q,
+            k,
+            v,
+            weights,
+            lse,
+            dlt,
+            do,
+            order,
+            offsets,
+            dk,
+            dv,
+            scale,
+            T,
+            C,
+            S=S,
+            H=H,
+            G=G,
+            K=K,
+            D=D,
+            BR=BR,
+            BS=BS,
+            BD=BD,
+            PREC=prec,
             num_warps=4 if BD <= 64 else 8,
         )
     return dq, dk, dv, dw.to(weights.dtype)

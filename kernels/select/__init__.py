@@ -57,6 +57,12 @@ def select_chunks(
     seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if gumbel > 0 else 0
     ext = ext_landmarks.to(q.dtype).contiguous() if ext_landmarks is not None else None
     return parallel.select_fwd(
-        q.contiguous(), landmarks.to(q.dtype).contiguous(), positions.contiguous(), chunk_size, top_k,
-        ext, gumbel, seed,
+        q.contiguous(),
+        landmarks.to(q.dtype).contiguous(),
+        positions.contiguous(),
+        chunk_size,
+        top_k,
+        ext,
+        gumbel,
+        seed,
     )
