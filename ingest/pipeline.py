@@ -56,7 +56,8 @@ class IngestReport:
     chunks: int = 0
     bytes_written: int = 0  # shard bytes written in this run
     seconds: float = 0.0
-    # seconds per stage; on a GPU, encode is the time to queue the work and waiting for it counts in write
+    # seconds the main thread spent per stage: tokenize and write count only its waits for their threads;
+    # on a GPU, encode is the time to queue the work (waiting for the GPU shows up in write)
     timings: dict[str, float] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
 
