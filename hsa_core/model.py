@@ -216,21 +216,21 @@ class HSAModel(nn.Module):
         """
         S = self.cfg.chunk_size
         device = next(self.parameters()).device
-        parts, doc_of, counts = [], [], []
         for i, ids in enumerate(documents):
-            ids = ids.to(device)
             if ids.dim() != 1:
                 raise ValueError(f"document {i}: expected 1-D token ids, got shape {tuple(ids.shape)}")
-            parts += [ids, ids.new_full((-ids.numel() % S,), pad_id)]
-            doc_of.append(torch.full(((ids.numel() + S - 1) // S * S,), i, device=device))
-            counts.append((ids.numel() + S - 1) // S)
-        packed, doc = torch.cat(parts)[None], torch.cat(doc_of)[None]
+        counts = [-(-ids.numel() // S) for ids in documents]
+        # padding as views of one buffer, row ids as views of one arange: fewer small kernels per document
+        # (a GPU batch holds hundreds); nothing here copies from the host, which would wait for the GPU
+        fill = torch.full((S,), pad_id, dtype=torch.long, device=device)
+        packed = torch.cat([p for ids in documents for p in (ids.to(device), fill[: -ids.numel() % S])])[None]
+        doc = torch.cat([torch.full((n * S,), i, device=device) for i, n in enumerate(counts)])[None]
         positions = torch.arange(packed.shape[1], device=device)
         rope = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
         lmk, k, v = (t[0] for t in self._chunks(self._lower(packed, doc, rope, None), None))
-        return [
-            ChunkMemory(*m) for m in zip(lmk.split(counts), k.split(counts), v.split(counts), strict=True)
-        ]
+        rows = torch.arange(max(counts, default=0), device=device)
+        per_doc = zip(lmk.split(counts), k.split(counts), v.split(counts), counts, strict=True)
+        return [ChunkMemory(lm, kd, vd, rows[:n]) for lm, kd, vd, n in per_doc]
 
     def generate(self, prompt_ids: torch.Tensor, memory: MemoryView | None = None, **kwargs):
         """Stream tokens after prompt_ids (1-D); see hsa_core.generate.generate."""
