@@ -248,13 +248,13 @@ def _average(records: list[dict]) -> dict:
 
 @torch.no_grad()
 def evaluate(model: HSAModel, maker: BatchMaker, cfg: TrainConfig, device: torch.device) -> dict:
-    """Held-out rows at the final length, in eval mode (no Gumbel noise): per row kind, its loss and,
-    for tasks, teacher-forced exact match."""
+    """Held-out rows as the final stage builds them (its length and gap), in eval mode (no Gumbel
+    noise): per row kind, its loss and, for tasks, teacher-forced exact match."""
     model.eval()
-    seq_len = cfg.curriculum[-1].seq_len
+    stage = cfg.curriculum[-1]
     records = []
     for kind in maker.kinds:
-        batch = maker.batch(0, cfg.eval_rows, seq_len, split="val", kind=kind).to(device)
+        batch = maker.batch(0, cfg.eval_rows, stage.seq_len, split="val", kind=kind, gap=stage.gap).to(device)
         with _autocast(device):
             logits = model(batch.inputs, batch.doc_ids)
         records.append(loss_and_stats(logits, batch, cfg.data.answer_weight)[1])
@@ -280,9 +280,10 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["cpu"])
+    # map_location moved the saved generator states onto the training device; torch wants CPU bytes
+    torch.set_rng_state(state["cpu"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_checkpoint(
@@ -413,7 +414,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
                     "tokens_per_s": round(tokens / (now - t_log)),
                     "elapsed_s": round(now - t_start, 1),
                 }
-                if (cfg.eval_interval and step % cfg.eval_interval == 0) or last:
+                if (cfg.eval_interval and step % cfg.eval_interval == 0) or last or stop:
                     entry.update(evaluate(model, maker, cfg, device))
                 log_file.write(json.dumps(entry) + "\n")
                 log_file.flush()

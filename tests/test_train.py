@@ -215,3 +215,11 @@ def test_help(argv, entry, capsys):
     with pytest.raises(SystemExit) as e:
         cli(argv) if entry == "hsa" else train_main(argv[1:])
     assert e.value.code == 0 and "corpus" in capsys.readouterr().out
+
+
+def test_held_out_rows_follow_the_last_stage_gap_and_a_stopped_run_reports_them(tmp_path):
+    # contexts no longer than the window (the ablation's "dense" run) build only with the stage's gap
+    cfg = _cfg(max_steps=4, curriculum=[Stage(1.0, 48, gap=4)])
+    train(cfg, tmp_path / "run", stop_at=2, log=lambda _: None)
+    log = _log(tmp_path / "run")
+    assert [r["step"] for r in log] == [1, 2] and "val_loss" in log[-1] and "val_loss" not in log[0]
