@@ -56,8 +56,9 @@ class IngestReport:
     chunks: int = 0
     bytes_written: int = 0  # shard bytes written in this run
     seconds: float = 0.0
-    # seconds the main thread spent per stage: tokenize and write count only its waits for their threads;
-    # on a GPU, encode is the time to queue the work (waiting for the GPU shows up in write)
+    # seconds the main thread spent per stage: tokenize and write count only its waits for their threads
+    # (write: until a shard is durable); commit, the index transaction; on a GPU, encode is the time to
+    # queue the work (waiting for the GPU shows up in write)
     timings: dict[str, float] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
 
@@ -176,7 +177,7 @@ def ingest(
     if encode_tokens is None:
         encode_tokens = 8192 if encoder.device.type == "cpu" else 65536
     report = IngestReport(collection, str(store.root), encoder.name)
-    timings = dict.fromkeys(("extract", "tokenize", "encode", "write"), 0.0)
+    timings = dict.fromkeys(("extract", "tokenize", "encode", "write", "commit"), 0.0)
 
     def emit(kind: str, path: str, message: str = "") -> None:
         if on_event:
@@ -227,8 +228,11 @@ def ingest(
                 return
             docs, replacing, shard = in_flight.pop()
             t0 = time.perf_counter()
+            shard.size.exception()  # wait until the shard is durable (a failure re-raises in the commit)
+            t1 = time.perf_counter()
             report.bytes_written += store.commit_documents(collection, docs, shard).bytes
-            timings["write"] += time.perf_counter() - t0
+            timings["write"] += t1 - t0
+            timings["commit"] += time.perf_counter() - t1
             for doc, replaced in zip(docs, replacing, strict=True):
                 report.replaced += replaced
                 report.added += not replaced
