@@ -427,4 +427,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
                 break
     plot_losses(log_path, out / "loss.png")
     save_model(model.float().cpu(), out / "model")  # the weights at this step (final when step == max_steps)
+    passkey = summary.get("val_acc", {}).get("passkey")
+    if passkey is not None and passkey < 0.5:  # reading starts suddenly, or not at all (docs/training.md)
+        log(f"warning: {passkey:.0%} of held-out pass keys answered: this model has not learned to read")
     return {**summary, "step": step}

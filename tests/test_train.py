@@ -220,6 +220,9 @@ def test_help(argv, entry, capsys):
 def test_held_out_rows_follow_the_last_stage_gap_and_a_stopped_run_reports_them(tmp_path):
     # contexts no longer than the window (the ablation's "dense" run) build only with the stage's gap
     cfg = _cfg(max_steps=4, curriculum=[Stage(1.0, 48, gap=4)])
-    train(cfg, tmp_path / "run", stop_at=2, log=lambda _: None)
+    messages = []
+    train(cfg, tmp_path / "run", stop_at=2, log=messages.append)
     log = _log(tmp_path / "run")
     assert [r["step"] for r in log] == [1, 2] and "val_loss" in log[-1] and "val_loss" not in log[0]
+    # two steps teach no reading, and the run says so
+    assert log[-1]["val_acc"]["passkey"] == 0 and "has not learned to read" in messages[-1]
