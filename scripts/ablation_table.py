@@ -24,6 +24,8 @@ def collect(runs: Path) -> list[dict]:
             continue
         lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"step"')]
         last = lines[-1]
+        # a resumed run's log starts its clock again: add up the seconds of each part
+        seconds = sum(a["elapsed_s"] for a, b in zip(lines, lines[1:]) if b["elapsed_s"] < a["elapsed_s"])
         cells = {}
         for part in ("eval-short", "eval-16m"):
             path = folder / part / "results.json"
@@ -34,7 +36,7 @@ def collect(runs: Path) -> list[dict]:
             {
                 "run": name,
                 "steps": last["step"],
-                "seconds": round(last["elapsed_s"]),
+                "seconds": round(seconds + last["elapsed_s"]),
                 "val_lm_loss": last.get("val_lm_loss"),
                 "cells": cells,
             }
