@@ -360,7 +360,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
     elif log_path.exists():
         log_path.unlink()
     log(
-        f"model {cfg.preset}: {model.num_parameters() / 1e6:.1f}M parameters on {device}; "
+        f"model {cfg.init or cfg.preset}: {model.num_parameters() / 1e6:.1f}M parameters on {device}; "
         f"steps {step}..{cfg.max_steps}"
     )
     forward = torch.compile(model) if cfg.compile else model

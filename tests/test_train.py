@@ -88,7 +88,9 @@ def test_init_fine_tunes_a_trained_model(tmp_path):
     train(_cfg(max_steps=2), first, log=lambda _: None)
     start = load_model(first / "model").state_dict()
     tuned = tmp_path / "tuned"
-    train(_cfg(max_steps=1, init=str(first / "model"), lr=0.0, min_lr=0.0), tuned, log=lambda _: None)
+    messages = []
+    train(_cfg(max_steps=1, init=str(first / "model"), lr=0.0, min_lr=0.0), tuned, log=messages.append)
+    assert messages[0].startswith(f"model {first / 'model'}:")  # names what it starts from
     after = load_model(tuned / "model").state_dict()  # lr 0: the weights it started from, unchanged
     assert all(torch.equal(start[k], after[k]) for k in start)
     with pytest.raises(ValueError, match="init"):
