@@ -48,9 +48,23 @@ class Tokenizer:
         enc = self.hf.encode(text, add_special_tokens=False)
         return enc.ids, enc.offsets
 
-    def encode_batch_with_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-        """`encode_with_offsets` of many texts, on all cores (tokenizers' encode_batch)."""
-        return [(e.ids, e.offsets) for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+    def encode_batch_with_spans(
+        self, texts: list[str], every: int
+    ) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Token ids of many texts (on all cores, tokenizers' encode_batch), each with the character span
+        of every run of `every` tokens: where its first token starts, where its last ends.
+
+        Two offsets per run rather than all of them: building a Python tuple per token held the GIL for
+        0.4 s per 1M tokens, stalling the thread that encodes. (Byte-level BPE offsets never go back, so
+        the last token's end is the run's end.)
+        """
+        out = []
+        for e in self.hf.encode_batch(texts, add_special_tokens=False):
+            n = len(e.ids)
+            starts = range(0, n, every)
+            spans = [(e.token_to_chars(t)[0], e.token_to_chars(min(t + every, n) - 1)[1]) for t in starts]
+            out.append((e.ids, spans))
+        return out
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=True)

@@ -1,32 +1,27 @@
 """Tokenization with provenance: every chunk of S tokens knows its characters, page, page label and box."""
 
 from bisect import bisect_right
-from itertools import chain
 
 import numpy as np
 
 from ingest.extract import Extracted
 
 
-def chunk_rows(doc: Extracted, offsets: list[tuple[int, int]], chunk_size: int) -> list[dict]:
-    """One `chunks` row per chunk of `chunk_size` tokens (the last one may be short: it is padded at encode).
+def chunk_rows(doc: Extracted, spans: list[tuple[int, int]], n_tokens: int, chunk_size: int) -> list[dict]:
+    """One `chunks` row per chunk of `chunk_size` tokens (the last one may be short: it is padded at encode),
+    given each chunk's character span.
 
     page: the physical page (1-based) of the chunk's first word, page_end that of its last; bbox: the union
     of the boxes of the chunk's words on its first page, as JSON [x0, y0, x1, y1] in PDF points.
     """
     page_starts = [start for _, _, start in doc.pages]
     words = doc.words
-    # np.fromiter over the flattened pairs: 2.5× faster than np.asarray on a list of tuples
-    spans = np.fromiter(chain.from_iterable(offsets), np.int64, 2 * len(offsets)).reshape(-1, 2)
-    firsts = range(0, len(spans), chunk_size)
-    starts = spans[::chunk_size, 0].tolist()
-    ends = np.maximum.reduceat(spans[:, 1], firsts).tolist() if len(spans) else []
     rows = []
-    for t0, c0, c1 in zip(firsts, starts, ends, strict=True):
-        t1 = min(t0 + chunk_size, len(spans))
+    for i, (c0, c1) in enumerate(spans):
+        t0 = i * chunk_size
         row = {
             "token_start": t0,
-            "token_end": t1,
+            "token_end": min(t0 + chunk_size, n_tokens),
             "char_start": c0,
             "char_end": c1,
             "text": doc.text[c0:c1],

@@ -72,8 +72,8 @@ class Encoder:
         return cls(model, str(name or "hsa-small")), note
 
     def tokenize(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-        """Token ids and character offsets of each text, tokenized in parallel."""
-        return self.model.tokenizer.encode_batch_with_offsets(texts)
+        """Token ids of each text and the character span of each of its chunks, tokenized in parallel."""
+        return self.model.tokenizer.encode_batch_with_spans(texts, self.chunk_size)
 
     @torch.no_grad()  # not inference_mode: the kernels cache masks by tensor version, which it lacks
     def encode(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

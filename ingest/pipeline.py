@@ -132,12 +132,12 @@ class _Tokenizer:
         self.batch: tuple[list[Extracted], Future] | None = None
 
     def swap(self, items: list[Extracted]) -> list[tuple[Extracted, list[int], list[tuple[int, int]]]]:
-        """Start on `items` (if any); return the previous batch with its ids and offsets, once done."""
+        """Start on `items` (if any); return the previous batch with its ids and chunk spans, once done."""
         done = []
         if self.batch is not None:
             before, future = self.batch
             done = [
-                (item, ids, offsets) for item, (ids, offsets) in zip(before, future.result(), strict=True)
+                (item, ids, spans) for item, (ids, spans) in zip(before, future.result(), strict=True)
             ]
             self.batch = None
         if items:
@@ -219,8 +219,8 @@ def ingest(
                 done = tokenizer.swap(pending.texts)
                 timings["tokenize"] += time.perf_counter() - t0  # time the main thread waited
                 pending.texts, pending.text_chars = [], 0
-                for item, ids, offsets in done:
-                    _queue(item, ids, offsets, store, encoder, collection, pending, report, fail)
+                for item, ids, spans in done:
+                    _queue(item, ids, spans, store, encoder, collection, pending, report, fail)
 
         def commit_in_flight() -> None:
             """Make the group written in the background visible (after its shard is durable)."""
@@ -320,12 +320,12 @@ def _is_duplicate(item: Extracted, store: Store, collection: str, queued: dict, 
     return True
 
 
-def _queue(item, ids, offsets, store, encoder, collection, pending, report, fail) -> None:
+def _queue(item, ids, spans, store, encoder, collection, pending, report, fail) -> None:
     """A tokenized document into the pending group, with its chunk rows (encoding waits for a batch)."""
     if not ids:
         fail(Failure(item.path, "no text", item.source, item.sha256))
         return
-    rows = chunk_rows(item, offsets, encoder.chunk_size)
+    rows = chunk_rows(item, spans, len(ids), encoder.chunk_size)
     replacing = bool(
         list(
             store.db.query(

@@ -44,8 +44,8 @@ def test_pdf_text_pages_labels_and_boxes(tmp_path):
 def test_pdf_chunks_know_their_page_and_box(tmp_path):
     (doc,) = extract_file(write_pdf(tmp_path / "a.pdf"))
     # one "token" per character: chunks of 8 characters, easy to reason about
-    offsets = [(i, i + 1) for i in range(len(doc.text))]
-    rows = chunk_rows(doc, offsets, 8)
+    n = len(doc.text)
+    rows = chunk_rows(doc, [(i, min(i + 8, n)) for i in range(0, n, 8)], n, 8)
     assert len(rows) == -(-len(doc.text) // 8)
     for row in rows:
         assert row["text"] == doc.text[row["char_start"] : row["char_end"]]

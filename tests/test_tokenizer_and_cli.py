@@ -27,6 +27,15 @@ def test_round_trip_and_offsets(tok):
     assert [tok.hf.id_to_token(i) for i in tok.encode("71432")] == list("71432")
 
 
+def test_batch_spans_are_each_runs_characters(tok):
+    texts = ["Die Brücke — 71432 🙂 naïve\n\tcafé <|endoftext|> x" * 3, "a", "ひらがな and ＡＢＣ ﬁx"]
+    for text, (ids, spans) in zip(texts, tok.encode_batch_with_spans(texts, 4), strict=True):
+        _, offsets = tok.encode_with_offsets(text)
+        runs = [offsets[t : t + 4] for t in range(0, len(offsets), 4)]
+        assert ids == tok.encode(text)
+        assert spans == [(run[0][0], max(e for _, e in run)) for run in runs]
+
+
 def test_special_tokens_and_prompt(tok):
     assert [tok.hf.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
     ids = tok.prompt("  What is the pass key? ")
