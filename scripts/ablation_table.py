@@ -7,6 +7,7 @@ python scripts/ablation_table.py RUNS_DIR OUTDIR
 
 import json
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 from hsa_core.evaluate import format_length
@@ -25,7 +26,7 @@ def collect(runs: Path) -> list[dict]:
         lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"step"')]
         last = lines[-1]
         # a resumed run's log starts its clock again: add up the seconds of each part
-        seconds = sum(a["elapsed_s"] for a, b in zip(lines, lines[1:]) if b["elapsed_s"] < a["elapsed_s"])
+        seconds = sum(a["elapsed_s"] for a, b in pairwise(lines) if b["elapsed_s"] < a["elapsed_s"])
         cells = {}
         for part in ("eval-short", "eval-16m"):
             path = folder / part / "results.json"
