@@ -136,9 +136,7 @@ class _Tokenizer:
         done = []
         if self.batch is not None:
             before, future = self.batch
-            done = [
-                (item, ids, spans) for item, (ids, spans) in zip(before, future.result(), strict=True)
-            ]
+            done = [(item, ids, spans) for item, (ids, spans) in zip(before, future.result(), strict=True)]
             self.batch = None
         if items:
             self.batch = (items, self.pool.submit(self.encoder.tokenize, [item.text for item in items]))
