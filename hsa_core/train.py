@@ -180,6 +180,8 @@ def build_model(cfg: TrainConfig) -> HSAModel:
         model = load_smollm2(**cfg.model)
         for name, p in model.named_parameters():
             p.requires_grad_(cfg.train_base or not is_base_parameter(name))
+        if cfg.train_base:  # the base's weights change too: its checkpoint must hold every weight
+            model.base = None
         return model
     tokenizer = load_tokenizer(cfg)
     model = HSAModel(HSAConfig.preset(cfg.preset, **{"vocab_size": tokenizer.vocab_size, **cfg.model}))

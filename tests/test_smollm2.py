@@ -102,3 +102,28 @@ def test_retrofit_trains_only_the_new_parts(model, tmp_path):
     torch.testing.assert_close(
         trained.groups[0].hsa.wo.weight, state["groups.0.hsa.wo.weight"].bfloat16().float()
     )
+
+
+def test_a_full_fine_tune_saves_every_weight(model, tmp_path):
+    """train_base on: the base's weights move, so the saved model holds them all (not only ours), and
+    load_model gives back the trained base, not the pinned one."""
+    cfg = TrainConfig(
+        preset="smollm2",
+        model={"window": 64},
+        train_base=True,
+        max_steps=1,
+        batch_tokens=256,
+        warmup_steps=1,
+        lr=1e-3,
+        device="cpu",
+        curriculum=[Stage(1.0, 256)],
+        data=DataConfig(mix={"passkey": 1.0}, options={}),
+    )
+    train(cfg, tmp_path / "run", log=lambda *_: None)
+    trained = load_model(tmp_path / "run" / "model")
+    state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["model"]
+    name = "lower.0.mlp.w_down.weight"
+    assert not torch.equal(state[name], dict(model.named_parameters())[name])  # the base did train
+    torch.testing.assert_close(dict(trained.named_parameters())[name], state[name])
+    assert isinstance(trained.tokenizer, ChatTokenizer)
+
