@@ -126,4 +126,3 @@ def test_a_full_fine_tune_saves_every_weight(model, tmp_path):
     assert not torch.equal(state[name], dict(model.named_parameters())[name])  # the base did train
     torch.testing.assert_close(dict(trained.named_parameters())[name], state[name])
     assert isinstance(trained.tokenizer, ChatTokenizer)
-
