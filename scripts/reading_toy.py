@@ -6,7 +6,8 @@ loss is on the 4 digits only. Every chunk is selected when top_k ≥ ctx_chunks,
 alone, not selection. docs/training-notes.md has the results.
 
     python scripts/reading_toy.py STEPS LR '{"preset": "test", "top_k": 8, "residual": "standard"}'
-    ("anneal": N with "residual": "bypass" fades a direct path x + g·o over the first N steps)
+    ("anneal": N with "residual": "bypass" fades a direct path x + g·o over the first N steps; "seed": N
+    initialises the weights differently, on the same data)
 """
 
 import json
@@ -38,7 +39,7 @@ def main() -> None:
     steps, lr, over = int(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
     preset, ctx_chunks, rows = over.pop("preset", "test"), over.pop("ctx_chunks", 6), over.pop("batch", 32)
     anneal = over.pop("anneal", 0)  # bypass: steps over which the direct path x + g·o fades (bypass_anneal)
-    torch.manual_seed(0)
+    torch.manual_seed(over.pop("seed", 0))  # the weights' initialisation; the data stays the same
     cfg = HSAConfig.preset(preset, **over)
     model = HSAModel(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
