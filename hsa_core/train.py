@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR, load_model, save_model
+from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR, is_retrofit, load_model, save_model
 from hsa_core.config import HSAConfig
 from hsa_core.corpus import Corpus
 from hsa_core.data import Batch, BatchMaker, DataConfig
@@ -141,7 +141,7 @@ class Batches(IterableDataset):
 
 
 def load_tokenizer(cfg: TrainConfig) -> Tokenizer:
-    if cfg.preset == "smollm2":
+    if cfg.preset == "smollm2" or (cfg.init and is_retrofit(cfg.init)):
         from hsa_core.smollm2 import smollm2_tokenizer
 
         return smollm2_tokenizer()
@@ -169,23 +169,26 @@ def _override(raw: dict, item: str) -> None:
 def build_model(cfg: TrainConfig) -> HSAModel:
     """A preset with random weights and the configured tokenizer, or (preset "smollm2") the pretrained
     base retrofitted with HSA parts that start as identities (hsa_core/smollm2.py), or (init) a trained
-    model to fine-tune, shapes and tokenizer included."""
+    model to fine-tune, shapes and tokenizer included. A retrofit's base trains only with train_base."""
     if cfg.init:
         if cfg.model:
             raise ValueError(f"init = {cfg.init!r} brings its own shapes: drop the [model] overrides")
-        return load_model(cfg.init)
-    if cfg.preset == "smollm2":
-        from hsa_core.smollm2 import is_base_parameter, load_smollm2
+        model = load_model(cfg.init)
+    elif cfg.preset == "smollm2":
+        from hsa_core.smollm2 import load_smollm2
 
         model = load_smollm2(**cfg.model)
+    else:
+        tokenizer = load_tokenizer(cfg)
+        model = HSAModel(HSAConfig.preset(cfg.preset, **{"vocab_size": tokenizer.vocab_size, **cfg.model}))
+        model.tokenizer = tokenizer
+    if getattr(model, "base", None):
+        from hsa_core.smollm2 import is_base_parameter
+
         for name, p in model.named_parameters():
             p.requires_grad_(cfg.train_base or not is_base_parameter(name))
         if cfg.train_base:  # the base's weights change too: its checkpoint must hold every weight
             model.base = None
-        return model
-    tokenizer = load_tokenizer(cfg)
-    model = HSAModel(HSAConfig.preset(cfg.preset, **{"vocab_size": tokenizer.vocab_size, **cfg.model}))
-    model.tokenizer = tokenizer
     return model
 
 

@@ -9,8 +9,10 @@ from safetensors.torch import load_file
 
 from hsa_core import load_model
 from hsa_core.data import DataConfig
+from hsa_core.evaluate import evidence_rows, run_sample, score
 from hsa_core.layers import rope_angles
 from hsa_core.smollm2 import is_base_parameter
+from hsa_core.tasks import TaskEnv, make_sample
 from hsa_core.tokenizer import ChatTokenizer
 from hsa_core.train import Stage, TrainConfig, train
 
@@ -99,9 +101,10 @@ def test_retrofit_trains_only_the_new_parts(model, tmp_path):
     ours = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
     assert ours and not any(is_base_parameter(n) for n in ours)
     assert sum(t.numel() for t in ours.values()) < 0.2 * model.num_parameters()
-    torch.testing.assert_close(
-        trained.groups[0].hsa.wo.weight, state["groups.0.hsa.wo.weight"].bfloat16().float()
-    )
+    wo = state["groups.0.hsa.wo.weight"]  # stored as int8 rows: within half a step of each row's scale
+    step = wo.abs().amax(dim=1, keepdim=True) / 127
+    assert ((trained.groups[0].hsa.wo.weight - wo).abs() <= step / 2 + 1e-7).all()
+    assert ours["groups.0.hsa.wo.weight"].dtype == torch.int8
 
 
 def test_a_full_fine_tune_saves_every_weight(model, tmp_path):
@@ -126,3 +129,43 @@ def test_a_full_fine_tune_saves_every_weight(model, tmp_path):
     assert not torch.equal(state[name], dict(model.named_parameters())[name])  # the base did train
     torch.testing.assert_close(dict(trained.named_parameters())[name], state[name])
     assert isinstance(trained.tokenizer, ChatTokenizer)
+
+
+def test_the_shipped_retrofit_loads_by_name_and_retrieves():
+    """models/smollm2-hsa: our int8 weights on the fetched base; a pass key 8x beyond its window is read
+    through HSA (the card: 100% at 4K), with the chunk that holds it among those selected."""
+    model = load_model("smollm2-hsa")
+    assert model.num_parameters() > 149e6 and model.cfg.window == 512
+    assert model.groups[0].hsa.wo.weight.abs().sum() > 0  # trained, not the identity of "smollm2"
+    env = TaskEnv(model.tokenizer, window=model.cfg.window)
+    right = 0
+    for seed in range(2):
+        sample = make_sample("passkey", 4096, 700 + seed, env)
+        answer, selected, _ = run_sample(model, sample, max_new_tokens=12)
+        right += score("passkey", answer, sample.answers) == 1.0
+        assert evidence_rows(sample, model.cfg.chunk_size) & selected, seed
+    assert right == 2
+
+
+def test_fine_tuning_the_shipped_retrofit_keeps_its_base_frozen(tmp_path):
+    """init = a saved retrofit: its tokenizer is the base's, the base stays frozen unless train_base, and
+    the saved model is again only ours (a full model saved as 'ours' would lose the moved base)."""
+    cfg = TrainConfig(
+        init="smollm2-hsa",
+        train_base=False,
+        max_steps=1,
+        batch_tokens=1024,
+        warmup_steps=1,
+        lr=1e-3,
+        device="cpu",
+        curriculum=[Stage(1.0, 1024)],
+        data=DataConfig(mix={"passkey": 1.0}, options={}),
+    )
+    train(cfg, tmp_path / "run", log=lambda *_: None)
+    before = load_model("smollm2-hsa")
+    state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["model"]
+    start = dict(before.named_parameters())
+    assert torch.equal(state["lower.0.mlp.w_down.weight"], start["lower.0.mlp.w_down.weight"])
+    assert not torch.equal(state["groups.0.hsa.wo.weight"], start["groups.0.hsa.wo.weight"])
+    ours = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    assert ours and not any(is_base_parameter(n) for n in ours)

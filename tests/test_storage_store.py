@@ -133,6 +133,22 @@ def test_same_path_replaces_and_dedup_lookup(store):
     assert store.db["chunks"].count == 4
 
 
+def test_a_later_document_at_the_same_path_in_one_group_wins(store):
+    """A JSONL file with a repeated id gives one group two documents at one path: the later is stored,
+    over the right memory rows, and the earlier leaves no document or chunk behind."""
+    add(store, [doc("a", 1, sha="v0")])
+    mem = add(store, [doc("a", 2, sha="v1"), doc("b", 1), doc("a", 3, sha="v2")], seed=1)
+    assert sorted((r["path"], r["sha256"], r["n_chunks"]) for r in store.documents("c")) == [
+        ("a", "v2", 3),
+        ("b", "bb", 1),
+    ]
+    assert store.db["chunks"].count == 4
+    view = store.memory("c")
+    rows = {r["id"]: r["text"] for r in store.db.query("select id, text from chunks")}
+    a_rows = [i for i, cid in enumerate(view.ids.tolist()) if rows[cid].startswith("a ")]
+    torch.testing.assert_close(view.landmarks[a_rows], mem[0][3:6].bfloat16(), rtol=0, atol=0)
+
+
 def test_failure_keeps_the_stored_document(store):
     add(store, [doc("a", 2)])
     with store.writing():

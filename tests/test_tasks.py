@@ -1,10 +1,13 @@
 """Task generators: answer in the context, evidence beyond the window, exact length, deterministic."""
 
+import random
+
 import numpy as np
 import pytest
 
 from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR
 from hsa_core.tasks import TASKS, Sample, TaskEnv, TaskError, make_sample
+from hsa_core.tasks.docqa import cloze
 from hsa_core.tokenizer import ANSWER, EOT, QUESTION, Tokenizer
 from tests.test_corpus import make_small_corpus
 
@@ -105,6 +108,27 @@ def test_long_sample_is_exact_and_docqa_has_distractors(env):
     assert s.length == 200_000
     d = make_sample("docqa_wiki", 4096, 0, env)
     assert len(d.documents) > 10 and d.length == 4096
+
+
+def test_docqa_cloze_asks_for_a_blanked_word_of_the_evidence(env, tokenizer):
+    """The clue is a run of the evidence's words with one word blanked; that word is the answer, and
+    putting it back into the clue gives text that the evidence document contains."""
+    for seed in range(20):
+        s = make_sample("docqa_cloze", 2048, seed, env)
+        clue = s.question.split('"')[1]
+        assert clue.count("___") == 1 and s.answer and " " not in s.answer
+        assert len(clue.split()) <= 12
+        start, end = s.evidence[0]
+        evidence = " ".join(tokenizer.decode(s.context_ids()[start:end].tolist()).split())
+        assert clue.replace("___", s.answer) in evidence, (clue, s.answer)
+        assert s.task.startswith("docqa_cloze_") and s.answers == [s.answer]
+
+
+def test_cloze_picks_names_numbers_and_long_words():
+    text = "Short one. The compiler was written by Dennis in 1972 at the laboratory: Its home."
+    answers = {cloze(text, random.Random(i))[1] for i in range(200)}
+    assert answers == {"compiler", "written", "Dennis", "1972", "laboratory"}
+    assert cloze("Too short here. Also tiny.", random.Random(0)) is None
 
 
 def test_babi_answers_follow_the_story(env, tokenizer):

@@ -10,9 +10,9 @@
 
 The same (task, length, seed, options) always gives the same sample. Options per task:
 passkey(haystack, digits, template, depth), niah_*(value_kind, haystack, n, template),
-vt(hops, chains, haystack, template), babi_qa1..5(haystack), docqa / docqa_{wiki,dictionary,faq}
-(template, depth). haystack is "noise", "varied" or "corpus"; template picks a phrasing (0 is the
-benchmark's own wording), None a random one.
+vt(hops, chains, haystack, template), babi_qa1..5(haystack), docqa / docqa_{wiki,dictionary,faq} /
+docqa_cloze (template, depth; docqa_cloze also source). haystack is "noise", "varied" or "corpus";
+template picks a phrasing (0 is the benchmark's own wording), None a random one.
 """
 
 import random
@@ -36,9 +36,10 @@ TASKS: dict[str, Callable[..., Sample]] = {
     **{f"babi_qa{i}": partial(babi, qa=i) for i in range(1, 6)},
     "docqa": docqa,
     **{f"docqa_{s}": partial(docqa, source=s) for s in ("wiki", "dictionary", "faq")},
+    "docqa_cloze": partial(docqa, cloze_form=True),
 }
 
-NEEDS_CORPUS = {"docqa", "docqa_wiki", "docqa_dictionary", "docqa_faq"}
+NEEDS_CORPUS = {"docqa", "docqa_wiki", "docqa_dictionary", "docqa_faq", "docqa_cloze"}
 
 
 def make_sample(task: str, length: int, seed: int, env: TaskEnv, **options) -> Sample:

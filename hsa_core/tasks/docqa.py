@@ -3,6 +3,11 @@
 wiki: "What is <title>?" over Wikipedia summaries; dictionary: "What does <word> mean?" over GCIDE
 entries; faq: a perlfaq question. The answer is the start of the evidence (the summary's first
 sentence, the definition, the FAQ answer's first sentences), cut to at most MAX_ANSWER_WORDS words.
+
+docqa_cloze asks for one word instead: a few words of a sentence of the evidence with a name, a number
+or a long word blanked out. The question shares some words with the evidence, not a key copied
+verbatim, and the answer is short — the shape of questions about real documents, which the pass-key
+and needle tasks do not teach retrieval (docs/retrofit.md).
 """
 
 import random
@@ -31,6 +36,46 @@ QUESTIONS = {
     ),
     "faq": ("{question}", "According to the FAQ: {question}", "The FAQ asks: {question}"),
 }
+
+
+CLOZE_QUESTIONS = (
+    'Which word is missing from "{clue}"?',
+    'Fill in the blank from the documents: "{clue}"',
+    'According to the documents, what goes in the blank: "{clue}"?',
+)
+CLOZE_WORDS = 12  # a clue keeps at most this many words of its sentence
+BLANK = "___"
+STOP = frozenset("because through between however without within before should would could".split())
+
+
+def _blankable(word: str) -> bool:
+    """A word worth asking for: a number, a capitalised name, or a word of six letters or more."""
+    if len(word) >= 2 and word.isdigit():
+        return True
+    if not word.isalpha():
+        return False
+    return len(word) >= 6 and word.lower() not in STOP or len(word) >= 3 and word[0].isupper()
+
+
+def cloze(text: str, rng: random.Random) -> tuple[str, str] | None:
+    """(clue, answer): up to CLOZE_WORDS words of a sentence of text around one blanked word; None when
+    no sentence of at least six words has a word worth asking for. The blank is never the first word
+    of a sentence or after a colon (capitalised by position, not a name)."""
+    sentences = [x.split() for x in re.split(r"(?<=[.!?])\s+", " ".join(text.split()))]
+    options = [
+        (words, i)
+        for words in sentences
+        if len(words) >= 6
+        for i in range(1, len(words))
+        if _blankable(words[i].strip(".,;:!?()\"'")) and not words[i - 1].endswith(":")
+    ]
+    if not options:
+        return None
+    words, i = rng.choice(options)
+    answer = words[i].strip(".,;:!?()\"'")
+    words = [*words[:i], words[i].replace(answer, BLANK, 1), *words[i + 1 :]]
+    start = max(0, min(i - rng.randint(2, CLOZE_WORDS - 3), len(words) - CLOZE_WORDS))
+    return " ".join(words[start : start + CLOZE_WORDS]), answer
 
 
 def first_sentences(text: str, max_words: int = MAX_ANSWER_WORDS) -> str:
@@ -77,9 +122,11 @@ def docqa(
     source: str | None = None,
     template: int | None = None,
     depth: float | None = None,
+    cloze_form: bool = False,
 ) -> Sample:
     """source: wiki, dictionary or faq (None: one the corpus has, at random); distractors are other
-    records of the same source, so the title or word must be matched, not the kind of text."""
+    records of the same source, so the title or word must be matched, not the kind of text.
+    cloze_form: ask for one blanked word of the evidence (docqa_cloze) instead of its first sentence."""
     corpus = env.corpus
     if corpus is None:
         raise TaskError("docqa needs a corpus (TaskEnv(corpus=...))")
@@ -95,15 +142,25 @@ def docqa(
     if source not in cache:
         cache[source] = _Encoded(env, source, rows)
     encoded = cache[source]
-    i = rng.randrange(len(rows))
-    row = rows[i]
-    _, answer = record_text(source, row)
-    question = pick(rng, QUESTIONS[source], template).format(
-        title=row.get("title"), word=row.get("word"), question=row.get("question")
-    )
+    for _ in range(100):
+        i = rng.randrange(len(rows))
+        row = rows[i]
+        text, answer = record_text(source, row)
+        if not cloze_form:
+            question = pick(rng, QUESTIONS[source], template).format(
+                title=row.get("title"), word=row.get("word"), question=row.get("question")
+            )
+            break
+        # the clue must come from what the model sees: the record as encoded, cut to MAX_DOC_TOKENS
+        found = cloze(env.tokenizer.decode(encoded(i).tolist()), rng)
+        if found is not None:
+            question = pick(rng, CLOZE_QUESTIONS, template).format(clue=found[0])
+            answer = found[1]
+            break
+    else:
+        raise TaskError(f"no {source} record of {corpus.directory} has a sentence to ask about")
     prompt = env.prompt(question)
     pool = DocPool(encoded, len(rows), exclude=i)
     documents, span = env.documents_around(encoded(i), length - len(prompt), pool, rng, depth)
-    return Sample(
-        f"docqa_{source}", documents, question, prompt, answer, [answer], [span], env.tokenizer.eot_id
-    )
+    task = f"docqa_{'cloze_' if cloze_form else ''}{source}"
+    return Sample(task, documents, question, prompt, answer, [answer], [span], env.tokenizer.eot_id)
