@@ -57,8 +57,9 @@ class IngestReport:
     bytes_written: int = 0  # shard bytes written in this run
     seconds: float = 0.0
     # seconds the main thread spent per stage: tokenize and write count only its waits for their threads
-    # (write: until a shard is durable); commit, the index transaction; on a GPU, encode is the time to
-    # queue the work (waiting for the GPU shows up in write)
+    # (write: until a group is durable and committed); on a GPU, encode is the time to queue the work
+    # (waiting for the GPU shows up in the writer's shard seconds); shard and index: the store's writer
+    # thread's seconds (copy to the host, write and fsync; the index transaction), beside the main thread
     timings: dict[str, float] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
 
@@ -175,7 +176,7 @@ def ingest(
     if encode_tokens is None:
         encode_tokens = 8192 if encoder.device.type == "cpu" else 65536
     report = IngestReport(collection, str(store.root), encoder.name)
-    timings = dict.fromkeys(("extract", "tokenize", "encode", "write", "commit"), 0.0)
+    timings = dict.fromkeys(("extract", "tokenize", "encode", "write", "shard", "index"), 0.0)
 
     def emit(kind: str, path: str, message: str = "") -> None:
         if on_event:
@@ -187,7 +188,8 @@ def ingest(
         pending = _Pending(encode_tokens)
         # a tokenized batch fills an encode batch, and never more than a group
         tokenize_chars = CHARS_PER_TOKEN * min(encode_tokens, shard_chunks * encoder.chunk_size)
-        in_flight: list = []  # the group whose shard is being written: (docs, replacing, ShardWrite)
+        # groups handed to the store's writer thread: (docs, replacing, Future[Commit]), oldest first
+        in_flight: deque = deque()
         queued: dict[str, str] = {}  # sha256 → path of every document queued in this run
         seen_paths: set[str] = set()
         read_sources: set[str] = set()
@@ -220,41 +222,39 @@ def ingest(
                 for item, ids, spans in done:
                     _queue(item, ids, spans, store, encoder, collection, pending, report, fail)
 
-        def commit_in_flight() -> None:
-            """Make the group written in the background visible (after its shard is durable)."""
-            if not in_flight:
-                return
-            docs, replacing, shard = in_flight.pop()
-            t0 = time.perf_counter()
-            shard.size.exception()  # wait until the shard is durable (a failure re-raises in the commit)
-            t1 = time.perf_counter()
-            report.bytes_written += store.commit_documents(collection, docs, shard).bytes
-            timings["write"] += t1 - t0
-            timings["commit"] += time.perf_counter() - t1
-            for doc, replaced in zip(docs, replacing, strict=True):
-                report.replaced += replaced
-                report.added += not replaced
-                emit(
-                    "replaced" if replaced else "added",
-                    doc.path,
-                    f"{doc.n_tokens} tokens, {len(doc.chunks)} chunks",
-                )
+        def publish(wait: int = 0) -> None:
+            """Report the groups the writer has committed, oldest first; wait until at most `wait` remain."""
+            while in_flight and (len(in_flight) > wait or in_flight[0][2].done()):
+                docs, replacing, future = in_flight.popleft()
+                t0 = time.perf_counter()
+                commit = future.result()  # a failed write or commit re-raises here
+                timings["write"] += time.perf_counter() - t0
+                timings["shard"] += commit.shard_seconds
+                timings["index"] += commit.index_seconds
+                report.bytes_written += commit.bytes
+                for doc, replaced in zip(docs, replacing, strict=True):
+                    report.replaced += replaced
+                    report.added += not replaced
+                    emit(
+                        "replaced" if replaced else "added",
+                        doc.path,
+                        f"{doc.n_tokens} tokens, {len(doc.chunks)} chunks",
+                    )
 
         def flush(drain: bool = False) -> None:
-            """Encode what is left of the group, start writing its shard, and commit the group before it;
-            drain: first take in every text waiting or being tokenized."""
+            """Encode what is left of the group and hand it to the store's writer thread, keeping at most
+            two groups there (their memory waits on the GPU); drain: first take in every text waiting or
+            being tokenized."""
             if drain:
                 tokenize(drain=True)
             if not pending.docs:
                 return
             pending.encode(encoder, timings)
-            t0 = time.perf_counter()
             lmk, k, v = (torch.cat([m[i] for m in pending.memory]) for i in range(3))
-            shard = store.write_memory(collection, lmk, k, v)
-            timings["write"] += time.perf_counter() - t0
-            commit_in_flight()
-            in_flight.append((pending.docs, pending.replacing, shard))
+            future = store.write_documents(collection, pending.docs, lmk, k, v)
+            in_flight.append((pending.docs, pending.replacing, future))
             pending.next_group()
+            publish(wait=2)
 
         for failure in missing:
             fail(failure)
@@ -281,8 +281,8 @@ def ingest(
                     flush()
                 elif (pending.docs or pending.texts) and time.monotonic() - pending.since >= commit_seconds:
                     flush(drain=True)
-                elif in_flight and in_flight[0][2].size.done():
-                    commit_in_flight()  # visible as soon as it is durable, not only at the next flush
+                elif in_flight and in_flight[0][2].done():
+                    publish()  # reported as soon as it is committed, not only at the next flush
                 if item.kind == "jsonl":
                     bar.update(len(item.text.encode()))
                 elapsed = time.perf_counter() - t_start
@@ -296,7 +296,7 @@ def ingest(
             bar.n = done_bytes
             bar.refresh()
         flush(drain=True)
-        commit_in_flight()
+        publish(wait=0)
         bar.close()
         if sync:
             report.removed = _sync(store, collection, seen_paths, read_sources, emit)

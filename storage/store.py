@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,7 +42,7 @@ CHUNK_FIELDS = (
     "char_end",
     "text",
 )
-# the columns commit_documents writes to a `documents` row, in order
+# the columns the writer thread writes to a `documents` row, in order
 DOCUMENT_FIELDS = (
     "collection",
     "path",
@@ -105,21 +106,15 @@ class NewDocument:
 
 
 @dataclass
-class ShardWrite:
-    """A shard in the writing (`Store.write_memory`): path relative to the store, rows, size when done."""
-
-    path: str
-    rows: int
-    size: Future[int]
-
-
-@dataclass
 class Commit:
-    """What `add_documents` wrote: the new document ids and the shard that holds their memory."""
+    """What `write_documents` wrote: the new document ids, the shard that holds their memory, and the
+    writer thread's seconds for the shard (host copy, write, fsync) and for the index transaction."""
 
     document_ids: list[int]
     shard: str  # path relative to the store
     bytes: int
+    shard_seconds: float = 0.0
+    index_seconds: float = 0.0
 
 
 @dataclass
@@ -149,6 +144,21 @@ def _connect(path: Path) -> Database:
     db.enable_wal()
     db.execute("PRAGMA synchronous=FULL")
     return db
+
+
+def _delete_where(db: Database, where: str, params: list) -> int:
+    """Delete documents (and their chunks) matching `where`; inside a transaction."""
+    ids = [r["id"] for r in db.query(f"select id from documents where {where}", params)]
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        db.execute(f"delete from chunks where document_id in ({marks})", part)
+        db.execute(f"delete from documents where id in ({marks})", part)
+    return len(ids)
+
+
+def _bump(db: Database, collection: str) -> None:
+    db.execute("update collections set version = version + 1 where name = ?", [collection])
 
 
 def _create_schema(db: Database) -> None:
@@ -236,7 +246,7 @@ def _create_schema(db: Database) -> None:
 
 
 def _drop_insert_trigger(db: Database) -> None:
-    """`commit_documents` indexes a group's chunk text in one statement: 6× faster than a trigger per row.
+    """The writer thread indexes a group's chunk text in one statement: 6× faster than a trigger per row.
 
     The update and delete triggers stay, so every other change keeps the full-text index in step.
     """
@@ -256,7 +266,9 @@ class Store:
         _create_schema(self.db)
         self._lock_fd: int | None = None
         self._lock_depth = 0
-        self._writer: ThreadPoolExecutor | None = None  # writes shards while the caller encodes
+        # writes shards and commits their documents, in order, while the caller encodes the next group
+        self._writer: ThreadPoolExecutor | None = None
+        self._writer_db: Database | None = None  # the writer thread's own connection
         try:
             with self.writing():
                 pass  # recovery runs on taking the lock
@@ -266,6 +278,8 @@ class Store:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.shutdown()
+        if self._writer_db is not None:
+            self._writer_db.close()
         self.db.close()
 
     def __enter__(self) -> "Store":
@@ -300,9 +314,13 @@ class Store:
         try:
             yield self
         finally:
-            self._lock_depth -= 1
-            if self._lock_depth == 0:
-                self._release()
+            if self._lock_depth == 1:
+                try:
+                    self._settle()  # no commit may outlive the lock: the next writer's recovery would race it
+                finally:
+                    self._release()
+            else:
+                self._lock_depth -= 1
 
     def _release(self) -> None:
         self._lock_depth = 0
@@ -311,9 +329,18 @@ class Store:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _require_lock(self) -> None:
+    def _require_lock(self, settle: bool = True) -> None:
+        """Writes need the lock; settle: and run after the writer thread's pending commits, so that two
+        connections never write at once (a deferred transaction could then fail with SQLITE_BUSY)."""
         if self._lock_depth == 0:
             raise RuntimeError("store writes must run inside `with store.writing():`")
+        if settle:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Wait until every shard and commit handed to the writer thread is done (errors are the callers')."""
+        if self._writer is not None:
+            self._writer.submit(lambda: None).result()
 
     def recover(self) -> dict[str, int]:
         """Remove what a crash can leave: shard files no row names, rows whose shard file is gone."""
@@ -447,27 +474,34 @@ class Store:
         k: torch.Tensor,
         v: torch.Tensor,
     ) -> Commit:
-        """Store documents whose chunk memory is the given rows, in order; each replaces records at its path.
+        """Store documents whose memory is the given rows, in order; each replaces records at its path."""
+        return self.write_documents(collection, docs, landmarks, k, v).result()
 
-        The shard is durable before the one transaction that makes the documents visible.
+    def write_documents(
+        self,
+        collection: str,
+        docs: Sequence[NewDocument],
+        landmarks: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+    ) -> Future[Commit]:
+        """Start storing documents (memory rows in document order) in the writer thread; returns at once.
+
+        There the shard is written and fsynced, then the documents become visible in one transaction, on
+        the thread's own connection; a crash before that leaves an orphan shard for `recover`. Groups commit
+        in the order they were handed over, so an ingest encodes the next group meanwhile. The tensors may be
+        on a GPU: the writer thread copies them to the host, so the caller never waits for the GPU here.
+        A failed write or commit re-raises from the future's `result()`; nothing of that group is visible.
         """
-        return self.commit_documents(collection, docs, self.write_memory(collection, landmarks, k, v))
-
-    def write_memory(
-        self, collection: str, landmarks: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-    ) -> ShardWrite:
-        """Start writing rows of chunk memory to a new shard, in a background thread; nothing is visible yet.
-
-        `commit_documents` waits for the shard to be durable, then makes its documents visible, so an ingest
-        can encode the next group while this one is written. Until then the shard is an orphan to `recover`.
-        The tensors may be on a GPU: the writer thread copies them to the host, so the caller never waits for
-        the GPU here.
-        """
-        self._require_lock()
+        self._require_lock(settle=False)
         coll = self.collection(collection)
         n = landmarks.shape[0]
         if not (k.shape[0] == v.shape[0] == n):
             raise ValueError(f"{n} landmarks but {k.shape[0]} K and {v.shape[0]} V rows")
+        if sum(len(d.chunks) for d in docs) != n:
+            raise ValueError(
+                f"{sum(len(d.chunks) for d in docs)} chunks in the documents but {n} rows of memory"
+            )
         expected = (coll["chunk_size"], coll["kv_heads"], coll["head_dim"])
         if n and tuple(k.shape[1:]) != expected:
             raise ModelMismatch(
@@ -477,37 +511,40 @@ class Store:
         rel = self._new_shard_path(coll["id"])
         meta = {"collection": collection, "model": coll["model"], "model_hash": coll["model_hash"]}
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         tensors = (landmarks.to(dtype), k.to(dtype), v.to(dtype))
-        return ShardWrite(rel, n, self._writer.submit(write_shard, self.root / rel, *tensors, meta))
+        return self._writer.submit(
+            self._write_and_commit, coll["id"], collection, list(docs), rel, tensors, meta
+        )
 
-    def commit_documents(self, collection: str, docs: Sequence[NewDocument], shard: ShardWrite) -> Commit:
-        """Make documents visible in one transaction once their shard (rows in document order) is durable."""
-        self._require_lock()
-        n = sum(len(d.chunks) for d in docs)
-        if n != shard.rows:
-            raise ValueError(f"{n} chunks in the documents but {shard.rows} rows of memory")
-        size = shard.size.result()  # re-raises a failed write: then nothing is committed
+    def _write_and_commit(
+        self,
+        collection_id: int,
+        collection: str,
+        docs: list[NewDocument],
+        rel: str,
+        tensors: tuple,
+        meta: dict,
+    ) -> Commit:
+        """In the writer thread: the shard made durable, then its documents committed in one transaction."""
+        t0 = time.perf_counter()
+        size = write_shard(self.root / rel, *tensors, meta)
+        del tensors  # GPU memory goes back as soon as it is on disk
+        t1 = time.perf_counter()
+        if self._writer_db is None:
+            self._writer_db = _connect(self.root / INDEX)
+        db = self._writer_db
         ids = []
-        with self.db.atomic():
-            shard_id = (
-                self.db["shards"]
-                .insert(
-                    {
-                        "collection_id": self.collection(collection)["id"],
-                        "path": shard.path,
-                        "rows": n,
-                        "bytes": size,
-                        "created_at": _now(),
-                    }
-                )
-                .last_pk
-            )
+        with db.atomic():
+            shard_id = db.execute(
+                "insert into shards (collection_id, path, rows, bytes, created_at) values (?, ?, ?, ?, ?)",
+                [collection_id, rel, sum(len(d.chunks) for d in docs), size, _now()],
+            ).lastrowid
             paths = [doc.path for doc in docs]
             for i in range(0, len(paths), 500):  # documents these replace: rare, so one query per 500
                 part = paths[i : i + 500]
                 where = f"collection = ? and path in ({','.join('?' * len(part))})"
-                self._delete_where(where, [collection, *part])
+                _delete_where(db, where, [collection, *part])
             # plain execute: sqlite-utils' insert inspects the table on every call, 10× slower per row
             marks = ", ".join("?" * len(DOCUMENT_FIELDS))
             insert = f"insert into documents ({', '.join(DOCUMENT_FIELDS)}) values ({marks})"
@@ -534,7 +571,7 @@ class Store:
                     json.dumps(doc.metadata) if doc.metadata else None,
                     _now(),
                 )
-                doc_id = self.db.conn.execute(insert, values).lastrowid
+                doc_id = db.conn.execute(insert, values).lastrowid
                 chunk_rows += [
                     (doc_id, i, shard_id, row + i, *(c[col] for col in CHUNK_FIELDS))
                     for i, c in enumerate(doc.chunks)
@@ -543,15 +580,15 @@ class Store:
                 ids.append(doc_id)
             # one executemany: sqlite-utils' insert_all builds each row in Python, 5× slower at 16K chunks
             columns = ("document_id", "ordinal", "shard", "row", *CHUNK_FIELDS)
-            self.db.conn.executemany(
+            db.conn.executemany(
                 f"insert into chunks ({', '.join(columns)}) values ({', '.join('?' * len(columns))})",
                 chunk_rows,
             )
-            self.db.execute(
+            db.execute(
                 "insert into chunks_fts (rowid, text) select id, text from chunks where shard = ?", [shard_id]
             )
-            self._bump(collection)
-        return Commit(ids, shard.path, size)
+            _bump(db, collection)
+        return Commit(ids, rel, size, t1 - t0, time.perf_counter() - t1)
 
     def record_failure(
         self, collection: str, path: str, error: str, sha256: str | None = None, source: str | None = None
@@ -591,23 +628,10 @@ class Store:
                 [collection, path],
             )
 
-    def _delete_where(self, where: str, params: list) -> int:
-        """Delete documents (and their chunks) matching `where`; inside a transaction."""
-        ids = [r["id"] for r in self.db.query(f"select id from documents where {where}", params)]
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            marks = ",".join("?" * len(part))
-            self.db.execute(f"delete from chunks where document_id in ({marks})", part)
-            self.db.execute(f"delete from documents where id in ({marks})", part)
-        return len(ids)
-
     def _new_shard_path(self, collection_id: int) -> str:
         """A fresh shard name (relative to the store): time-ordered, never reused."""
         stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
         return f"{SHARDS}/c{collection_id}/{stamp}.safetensors"
-
-    def _bump(self, collection: str) -> None:
-        self.db.execute("update collections set version = version + 1 where name = ?", [collection])
 
     def delete_documents(self, collection: str, path_or_id: str | int) -> int:
         """Delete documents by id, by path, or all records of a JSONL file; shards wait for compact."""
@@ -615,14 +639,16 @@ class Store:
         self.collection(collection)
         with self.db.atomic():
             if isinstance(path_or_id, int) or str(path_or_id).isdigit():
-                n = self._delete_where("collection = ? and id = ?", [collection, int(path_or_id)])
+                n = _delete_where(self.db, "collection = ? and id = ?", [collection, int(path_or_id)])
             else:
                 paths = {str(path_or_id), str(Path(path_or_id).expanduser().resolve())}
                 n = 0
                 for p in paths:
-                    n += self._delete_where("collection = ? and (path = ? or source = ?)", [collection, p, p])
+                    n += _delete_where(
+                        self.db, "collection = ? and (path = ? or source = ?)", [collection, p, p]
+                    )
             if n:
-                self._bump(collection)
+                _bump(self.db, collection)
         if not n:
             raise DocumentNotFound(f"no document {path_or_id!r} in collection {collection!r}")
         return n
@@ -632,7 +658,7 @@ class Store:
         self._require_lock()
         coll = self.collection(name)
         with self.db.atomic():
-            self._delete_where("collection = ?", [name])
+            _delete_where(self.db, "collection = ?", [name])
             self.db.execute("delete from shards where collection_id = ?", [coll["id"]])
             self.db.execute("delete from collections where id = ?", [coll["id"]])
         shutil.rmtree(self.root / SHARDS / f"c{coll['id']}", ignore_errors=True)
@@ -688,7 +714,7 @@ class Store:
                         [(new_id, i, r["id"]) for i, r in enumerate(live)],
                     )
                     self.db.execute("delete from shards where id = ?", [shard["id"]])
-                    self._bump(name)
+                    _bump(self.db, name)
                 del reader
                 old.unlink(missing_ok=True)
                 fsync_dir(old.parent)

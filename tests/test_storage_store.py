@@ -149,6 +149,25 @@ def test_a_later_document_at_the_same_path_in_one_group_wins(store):
     torch.testing.assert_close(view.landmarks[a_rows], mem[0][3:6].bfloat16(), rtol=0, atol=0)
 
 
+def test_groups_commit_in_order_in_the_writer_thread_and_the_lock_waits_for_them(store):
+    """`write_documents` returns before its group is visible; groups land in the order handed over, a
+    write on the caller's connection runs after them, and leaving `writing()` waits for every commit."""
+    groups = [[doc(f"g{g}-{i}", 2) for i in range(50)] for g in range(4)]
+    with store.writing():
+        futures = [store.write_documents("c", docs, *memory(100, seed)) for seed, docs in enumerate(groups)]
+        store.record_failure("c", "bad.pdf", "corrupt PDF: broken")  # on the caller's connection
+        assert all(f.done() for f in futures)
+        last = futures[-1]
+    assert last.done()
+    commits = [f.result() for f in futures]
+    ids = [i for c in commits for i in c.document_ids]
+    assert ids == sorted(ids) and len(ids) == 200
+    assert len({c.shard for c in commits}) == 4 and all(c.shard_seconds > 0 for c in commits)
+    assert store.collections()[0].documents == 200 and store.collections()[0].failed == 1
+    view = store.memory("c")
+    torch.testing.assert_close(view.landmarks[-100:], memory(100, 3)[0].bfloat16(), rtol=0, atol=0)
+
+
 def test_failure_keeps_the_stored_document(store):
     add(store, [doc("a", 2)])
     with store.writing():
