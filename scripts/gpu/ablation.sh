@@ -5,6 +5,7 @@
 #
 #   STEPS=1300 TRAIN_S=660 bash scripts/gpu/ablation.sh      # returns at once; the runs go on
 #   GPUS=2 ...                                                # spread the runs over two GPUs
+#   ONLY="dense meanpool" ...                                  # just these runs
 #   bash scripts/gpu/poll.sh ab-baseline ab-meanpool ab-bypass ab-dense ab-stickbreaking
 #
 # The device machine goes back 30 s after a call returns: poll within 30 s, or the runs die with it.
@@ -18,6 +19,7 @@ common=(--config configs/hsa-small.toml $fresh --time-limit "${TRAIN_S:-660}"
 n=0
 launch() {
   name=$1; shift
+  [[ -z "${ONLY:-}" || " $ONLY " == *" $name "* ]] || return 0
   gpu=$((n % ${GPUS:-1})); n=$((n + 1))
   CUDA_VISIBLE_DEVICES=$gpu setsid nohup python -m app.commands.train "${common[@]}" --out "runs/ab-$name" "$@" \
     > "/tmp/train_ab-$name.log" 2>&1 &

@@ -2,7 +2,7 @@
 and once under cProfile with CUDA's sync debug mode on, which reports every call that makes the main
 thread wait for the GPU; each such call site is printed once, with its count and stack.
 
-PYTHONPATH=/tmp/site:. python3 scripts/gpu/profile_ingest.py [--tokens N] [--encode-tokens N]
+PYTHONPATH=/tmp/site:. python3 scripts/gpu/profile_ingest.py [--tokens N] [--encode-tokens N] [--repeat N]
 (on the device machine, sqlite-utils carried as wheels; prints to stdout)
 """
 
@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--encode-tokens", type=int, default=262_144)
     p.add_argument("--model", default="hsa-small")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--repeat", type=int, default=1, help="plain runs before the profiled one")
     args = p.parse_args()
     encoder, _ = Encoder.load(args.model, args.device)
     cuda = encoder.device.type == "cuda"
@@ -46,7 +47,8 @@ def main() -> None:
     encoder.encode_many([encoder.model.tokenizer.encode(" ".join(WORDS * k)) for k in (20, 30)])
     if cuda:
         torch.cuda.synchronize()
-    print("plain:", run_once(corpus, work / "store", encoder, args.encode_tokens))
+    for _ in range(args.repeat):
+        print("plain:", run_once(corpus, work / "store", encoder, args.encode_tokens))
 
     sites: Counter = Counter()
 
