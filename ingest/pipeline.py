@@ -58,8 +58,8 @@ class IngestReport:
     seconds: float = 0.0
     # seconds the main thread spent per stage: tokenize and write count only its waits for their threads
     # (write: until a group is durable and committed); on a GPU, encode is the time to queue the work
-    # (waiting for the GPU shows up in the writer's shard seconds); shard and index: the store's writer
-    # thread's seconds (copy to the host, write and fsync; the index transaction), beside the main thread
+    # (waiting for the GPU shows up in shard); shard and index: the seconds of the store's background
+    # threads (copy to the host, write and fsync; the index transaction), beside the main thread
     timings: dict[str, float] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
 
@@ -188,7 +188,7 @@ def ingest(
         pending = _Pending(encode_tokens)
         # a tokenized batch fills an encode batch, and never more than a group
         tokenize_chars = CHARS_PER_TOKEN * min(encode_tokens, shard_chunks * encoder.chunk_size)
-        # groups handed to the store's writer thread: (docs, replacing, Future[Commit]), oldest first
+        # groups handed to the store's background threads: (docs, replacing, Future[Commit]), oldest first
         in_flight: deque = deque()
         queued: dict[str, str] = {}  # sha256 → path of every document queued in this run
         seen_paths: set[str] = set()
@@ -223,7 +223,7 @@ def ingest(
                     _queue(item, ids, spans, store, encoder, collection, pending, report, fail)
 
         def publish(wait: int = 0) -> None:
-            """Report the groups the writer has committed, oldest first; wait until at most `wait` remain."""
+            """Report the groups the store has committed, oldest first; wait until at most `wait` remain."""
             while in_flight and (len(in_flight) > wait or in_flight[0][2].done()):
                 docs, replacing, future = in_flight.popleft()
                 t0 = time.perf_counter()
@@ -242,9 +242,9 @@ def ingest(
                     )
 
         def flush(drain: bool = False) -> None:
-            """Encode what is left of the group and hand it to the store's writer thread, keeping at most
-            two groups there (their memory waits on the GPU); drain: first take in every text waiting or
-            being tokenized."""
+            """Encode what is left of the group and hand it to the store, keeping at most three groups in
+            flight (two shards being written, one commit; their memory waits on the GPU); drain: first take
+            in every text waiting or being tokenized."""
             if drain:
                 tokenize(drain=True)
             if not pending.docs:
@@ -254,7 +254,7 @@ def ingest(
             future = store.write_documents(collection, pending.docs, lmk, k, v)
             in_flight.append((pending.docs, pending.replacing, future))
             pending.next_group()
-            publish(wait=2)
+            publish(wait=3)
 
         for failure in missing:
             fail(failure)

@@ -42,7 +42,7 @@ CHUNK_FIELDS = (
     "char_end",
     "text",
 )
-# the columns the writer thread writes to a `documents` row, in order
+# the columns the committer writes to a `documents` row, in order
 DOCUMENT_FIELDS = (
     "collection",
     "path",
@@ -108,7 +108,7 @@ class NewDocument:
 @dataclass
 class Commit:
     """What `write_documents` wrote: the new document ids, the shard that holds their memory, and the
-    writer thread's seconds for the shard (host copy, write, fsync) and for the index transaction."""
+    background seconds for the shard (host copy, write, fsync) and for the index transaction."""
 
     document_ids: list[int]
     shard: str  # path relative to the store
@@ -155,6 +155,12 @@ def _delete_where(db: Database, where: str, params: list) -> int:
         db.execute(f"delete from chunks where document_id in ({marks})", part)
         db.execute(f"delete from documents where id in ({marks})", part)
     return len(ids)
+
+
+def _timed(fn, *args):
+    """fn(*args) and the seconds it took (in whichever thread runs it)."""
+    t0 = time.perf_counter()
+    return fn(*args), time.perf_counter() - t0
 
 
 def _bump(db: Database, collection: str) -> None:
@@ -246,7 +252,7 @@ def _create_schema(db: Database) -> None:
 
 
 def _drop_insert_trigger(db: Database) -> None:
-    """The writer thread indexes a group's chunk text in one statement: 6× faster than a trigger per row.
+    """The committer indexes a group's chunk text in one statement: 6× faster than a trigger per row.
 
     The update and delete triggers stay, so every other change keeps the full-text index in step.
     """
@@ -266,9 +272,11 @@ class Store:
         _create_schema(self.db)
         self._lock_fd: int | None = None
         self._lock_depth = 0
-        # writes shards and commits their documents, in order, while the caller encodes the next group
-        self._writer: ThreadPoolExecutor | None = None
-        self._writer_db: Database | None = None  # the writer thread's own connection
+        # while the caller encodes the next group: shards written two at a time (a host copy waiting for the
+        # GPU beside an fsync), their documents committed one group at a time, in order, by the committer
+        self._shard_writer: ThreadPoolExecutor | None = None
+        self._committer: ThreadPoolExecutor | None = None
+        self._committer_db: Database | None = None  # the committer thread's own connection
         try:
             with self.writing():
                 pass  # recovery runs on taking the lock
@@ -276,10 +284,11 @@ class Store:
             pass  # a writer is at work; it recovered when it took the lock
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.shutdown()
-        if self._writer_db is not None:
-            self._writer_db.close()
+        for pool in (self._committer, self._shard_writer):
+            if pool is not None:
+                pool.shutdown()
+        if self._committer_db is not None:
+            self._committer_db.close()
         self.db.close()
 
     def __enter__(self) -> "Store":
@@ -330,7 +339,7 @@ class Store:
             self._lock_fd = None
 
     def _require_lock(self, settle: bool = True) -> None:
-        """Writes need the lock; settle: and run after the writer thread's pending commits, so that two
+        """Writes need the lock; settle: and run after the committer's pending commits, so that two
         connections never write at once (a deferred transaction could then fail with SQLITE_BUSY)."""
         if self._lock_depth == 0:
             raise RuntimeError("store writes must run inside `with store.writing():`")
@@ -338,9 +347,9 @@ class Store:
             self._settle()
 
     def _settle(self) -> None:
-        """Wait until every shard and commit handed to the writer thread is done (errors are the callers')."""
-        if self._writer is not None:
-            self._writer.submit(lambda: None).result()
+        """Wait until every group handed to `write_documents` is committed or has failed."""
+        if self._committer is not None:
+            self._committer.submit(lambda: None).result()  # each commit first waits for its shard
 
     def recover(self) -> dict[str, int]:
         """Remove what a crash can leave: shard files no row names, rows whose shard file is gone."""
@@ -485,13 +494,14 @@ class Store:
         k: torch.Tensor,
         v: torch.Tensor,
     ) -> Future[Commit]:
-        """Start storing documents (memory rows in document order) in the writer thread; returns at once.
+        """Start storing documents (memory rows in document order) in background threads; returns at once.
 
-        There the shard is written and fsynced, then the documents become visible in one transaction, on
-        the thread's own connection; a crash before that leaves an orphan shard for `recover`. Groups commit
-        in the order they were handed over, so an ingest encodes the next group meanwhile. The tensors may be
-        on a GPU: the writer thread copies them to the host, so the caller never waits for the GPU here.
-        A failed write or commit re-raises from the future's `result()`; nothing of that group is visible.
+        A shard-writer thread writes and fsyncs the shard; then the committer thread makes the documents
+        visible in one transaction, on its own connection; a crash before that leaves an orphan shard for
+        `recover`. Groups commit in the order they were handed over, so an ingest encodes the next group
+        meanwhile. The tensors may be on a GPU: the shard writer copies them to the host, so the caller
+        never waits for the GPU here. A failed write or commit re-raises from the future's `result()`;
+        nothing of that group is visible.
         """
         self._require_lock(settle=False)
         coll = self.collection(collection)
@@ -510,30 +520,22 @@ class Store:
         dtype = getattr(torch, coll["dtype"])
         rel = self._new_shard_path(coll["id"])
         meta = {"collection": collection, "model": coll["model"], "model_hash": coll["model_hash"]}
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        if self._committer is None:
+            self._shard_writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-writer")
+            self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="committer")
         tensors = (landmarks.to(dtype), k.to(dtype), v.to(dtype))
-        return self._writer.submit(
-            self._write_and_commit, coll["id"], collection, list(docs), rel, tensors, meta
-        )
+        shard = self._shard_writer.submit(_timed, write_shard, self.root / rel, *tensors, meta)
+        return self._committer.submit(self._commit, coll["id"], collection, list(docs), rel, shard)
 
-    def _write_and_commit(
-        self,
-        collection_id: int,
-        collection: str,
-        docs: list[NewDocument],
-        rel: str,
-        tensors: tuple,
-        meta: dict,
+    def _commit(
+        self, collection_id: int, collection: str, docs: list[NewDocument], rel: str, shard: Future
     ) -> Commit:
-        """In the writer thread: the shard made durable, then its documents committed in one transaction."""
-        t0 = time.perf_counter()
-        size = write_shard(self.root / rel, *tensors, meta)
-        del tensors  # GPU memory goes back as soon as it is on disk
+        """In the committer thread: once the shard is durable, its documents in one transaction."""
+        size, shard_seconds = shard.result()  # a failed write re-raises: nothing is committed
         t1 = time.perf_counter()
-        if self._writer_db is None:
-            self._writer_db = _connect(self.root / INDEX)
-        db = self._writer_db
+        if self._committer_db is None:
+            self._committer_db = _connect(self.root / INDEX)
+        db = self._committer_db
         ids = []
         with db.atomic():
             shard_id = db.execute(
@@ -588,7 +590,7 @@ class Store:
                 "insert into chunks_fts (rowid, text) select id, text from chunks where shard = ?", [shard_id]
             )
             _bump(db, collection)
-        return Commit(ids, rel, size, t1 - t0, time.perf_counter() - t1)
+        return Commit(ids, rel, size, shard_seconds, time.perf_counter() - t1)
 
     def record_failure(
         self, collection: str, path: str, error: str, sha256: str | None = None, source: str | None = None
