@@ -220,11 +220,15 @@ class HSAModel(nn.Module):
             if ids.dim() != 1:
                 raise ValueError(f"document {i}: expected 1-D token ids, got shape {tuple(ids.shape)}")
         counts = [-(-ids.numel() // S) for ids in documents]
-        # padding as views of one buffer, row ids as views of one arange: fewer small kernels per document
-        # (a GPU batch holds hundreds); nothing here copies from the host, which would wait for the GPU
+        # padding as views of one buffer, row ids as views of one arange, document ids in one op: few small
+        # kernels per document (a GPU batch holds hundreds); the one copy from the host is pinned, so
+        # nothing here waits for the GPU
         fill = torch.full((S,), pad_id, dtype=torch.long, device=device)
         packed = torch.cat([p for ids in documents for p in (ids.to(device), fill[: -ids.numel() % S])])[None]
-        doc = torch.cat([torch.full((n * S,), i, device=device) for i, n in enumerate(counts)])[None]
+        lengths = torch.tensor(counts, pin_memory=device.type == "cuda").to(device, non_blocking=True) * S
+        doc = torch.arange(len(counts), device=device).repeat_interleave(
+            lengths, output_size=packed.shape[1]
+        )[None]
         positions = torch.arange(packed.shape[1], device=device)
         rope = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
         lmk, k, v = (t[0] for t in self._chunks(self._lower(packed, doc, rope, None), None))

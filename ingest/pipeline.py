@@ -191,6 +191,7 @@ def ingest(
         # groups handed to the store's background threads: (docs, replacing, Future[Commit]), oldest first
         in_flight: deque = deque()
         queued: dict[str, str] = {}  # sha256 → path of every document queued in this run
+        replacing: set[str] = set()  # paths queued in this run where a stored document is
         seen_paths: set[str] = set()
         read_sources: set[str] = set()
         sizes = [f.stat().st_size if f.exists() else 0 for f in files]
@@ -220,7 +221,7 @@ def ingest(
                 timings["tokenize"] += time.perf_counter() - t0  # time the main thread waited
                 pending.texts, pending.text_chars = [], 0
                 for item, ids, spans in done:
-                    _queue(item, ids, spans, store, encoder, collection, pending, report, fail)
+                    _queue(item, ids, spans, replacing, encoder, pending, report, fail)
 
         def publish(wait: int = 0) -> None:
             """Report the groups the store has committed, oldest first; wait until at most `wait` remain."""
@@ -268,7 +269,7 @@ def ingest(
                 for w in item.warnings:
                     report.warnings += 1
                     emit("warning", item.path, w)
-                if _is_duplicate(item, store, collection, queued, report, emit):
+                if _is_duplicate(item, store, collection, queued, replacing, report, emit):
                     continue
                 queued[item.sha256] = item.path
                 pending.texts.append(item)
@@ -305,11 +306,16 @@ def ingest(
     return report
 
 
-def _is_duplicate(item: Extracted, store: Store, collection: str, queued: dict, report, emit) -> bool:
-    """Same bytes as a stored document or one queued in this run: skipped and reported."""
-    existing = store.find_ok(collection, item.sha256)
-    twin = existing["path"] if existing is not None else queued.get(item.sha256)
+def _is_duplicate(
+    item: Extracted, store: Store, collection: str, queued: dict, replacing: set[str], report, emit
+) -> bool:
+    """Same bytes as a stored document or one queued in this run: skipped and reported. Otherwise its
+    path joins `replacing` if a stored document is there."""
+    stored, occupied = store.find_stored(collection, item.sha256, item.path)
+    twin = stored or queued.get(item.sha256)
     if twin is None:
+        if occupied:
+            replacing.add(item.path)
         return False
     if twin == item.path:
         store.forget_failures(collection, item.path)  # an earlier failed attempt at this path is moot
@@ -318,20 +324,12 @@ def _is_duplicate(item: Extracted, store: Store, collection: str, queued: dict, 
     return True
 
 
-def _queue(item, ids, spans, store, encoder, collection, pending, report, fail) -> None:
+def _queue(item, ids, spans, replacing: set[str], encoder, pending, report, fail) -> None:
     """A tokenized document into the pending group, with its chunk rows (encoding waits for a batch)."""
     if not ids:
         fail(Failure(item.path, "no text", item.source, item.sha256))
         return
     rows = chunk_rows(item, spans, len(ids), encoder.chunk_size)
-    replacing = bool(
-        list(
-            store.db.query(
-                "select 1 from documents where collection = ? and path = ? and status = 'ok' limit 1",
-                [collection, item.path],
-            )
-        )
-    )
     pending.docs.append(
         NewDocument(
             path=item.path,
@@ -348,7 +346,7 @@ def _queue(item, ids, spans, store, encoder, collection, pending, report, fail) 
     )
     pending.ids.append(ids)
     pending.queued_tokens += len(ids)
-    pending.replacing.append(replacing)
+    pending.replacing.append(item.path in replacing)
     pending.chunks += len(rows)
     report.tokens += len(ids)
     report.chunks += len(rows)

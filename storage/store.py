@@ -459,15 +459,15 @@ class Store:
 
     # -- documents ---------------------------------------------------------------------------------
 
-    def find_ok(self, collection: str, sha256: str) -> dict | None:
-        """The stored document with these bytes, if any (content-hash dedup)."""
-        rows = list(
-            self.db.query(
-                "select * from documents where collection = ? and sha256 = ? and status = 'ok' limit 1",
-                [collection, sha256],
-            )
-        )
-        return rows[0] if rows else None
+    def find_stored(self, collection: str, sha256: str, path: str) -> tuple[str | None, bool]:
+        """Content-hash dedup in one query: the path of a stored document with these bytes (None: none),
+        and whether a stored document is at `path` (a new one there replaces it)."""
+        rows = self.db.execute(
+            "select path, sha256 from documents where collection = ? and status = 'ok' "
+            "and (sha256 = ? or path = ?)",
+            [collection, sha256, path],
+        ).fetchall()
+        return next((p for p, s in rows if s == sha256), None), any(p == path for p, _ in rows)
 
     def documents(self, collection: str, status: str | None = None) -> list[dict]:
         sql, params = "select * from documents where collection = ?", [collection]

@@ -125,9 +125,9 @@ def test_view_refreshes_only_when_the_collection_changes(store):
 
 def test_same_path_replaces_and_dedup_lookup(store):
     add(store, [doc("a", 2, sha="v1")])
-    assert store.find_ok("c", "v1")["path"] == "a"
+    assert store.find_stored("c", "v1", "b") == ("a", False)
     add(store, [doc("a", 4, sha="v2")], seed=1)
-    assert store.find_ok("c", "v1") is None
+    assert store.find_stored("c", "v1", "a") == (None, True)
     [row] = store.documents("c")
     assert row["sha256"] == "v2" and row["n_chunks"] == 4
     assert store.db["chunks"].count == 4
