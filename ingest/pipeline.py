@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from ingest.chunks import chunk_rows
-from ingest.encode import Encoder
+from ingest.encode import GPU_BATCH, Encoder
 from ingest.extract import (
     DEFAULT_MAX_BYTES,
     Extracted,
@@ -160,7 +160,7 @@ def ingest(
     max_bytes: int = DEFAULT_MAX_BYTES,
     workers: int = 0,
     encode_tokens: int | None = None,
-    shard_chunks: int = 4096,
+    shard_chunks: int = 2048,
     commit_seconds: float = 10.0,
     progress: bool | None = None,
     on_event: Callable[[IngestEvent], None] | None = None,
@@ -168,13 +168,13 @@ def ingest(
     """Ingest files, folders, globs and JSONL corpora into `collection`; returns what happened.
 
     workers: extraction processes for PDF/text/HTML files (0: in this process). encode_tokens: documents
-    are encoded together up to this many tokens (default: 8K on a CPU, 64K on a GPU). progress: a bar on
+    are encoded together up to this many tokens (default: 8K on a CPU, 256K on a GPU). progress: a bar on
     stderr (None: only when stderr is a terminal). on_event: called for each added, replaced, skipped, failed,
     removed document and each warning, as it happens. Bad inputs never raise: they are recorded as failed.
     """
     t_start = time.perf_counter()
     if encode_tokens is None:
-        encode_tokens = 8192 if encoder.device.type == "cpu" else 65536
+        encode_tokens = 8192 if encoder.device.type == "cpu" else GPU_BATCH
     report = IngestReport(collection, str(store.root), encoder.name)
     timings = dict.fromkeys(("extract", "tokenize", "encode", "write", "shard", "index"), 0.0)
 

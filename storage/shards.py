@@ -36,13 +36,22 @@ def write_shard(path: Path, landmarks: torch.Tensor, k: torch.Tensor, v: torch.T
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tensors = {name: t.contiguous().to("cpu") for name, t in zip(TENSORS, (landmarks, k, v), strict=True)}
+    tensors = {name: _to_host(t) for name, t in zip(TENSORS, (landmarks, k, v), strict=True)}
     save_file(tensors, str(tmp), metadata={key: str(value) for key, value in metadata.items()})
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
     return path.stat().st_size
+
+
+def _to_host(t: torch.Tensor) -> torch.Tensor:
+    """t on the host; from a GPU through pinned memory (the caching host allocator reuses its blocks),
+    several times faster than a copy into pageable memory."""
+    if t.device.type == "cpu":
+        return t.contiguous()
+    out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    return out.copy_(t)
 
 
 class ShardReader:

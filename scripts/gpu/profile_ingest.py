@@ -25,17 +25,19 @@ from ingest.pipeline import ingest
 from storage import Store
 
 
-def run_once(corpus: Path, store_dir: Path, encoder: Encoder, encode_tokens: int) -> dict:
+def run_once(corpus: Path, store_dir: Path, encoder: Encoder, args: argparse.Namespace) -> dict:
     shutil.rmtree(store_dir, ignore_errors=True)
+    options = {"encode_tokens": args.encode_tokens, "shard_chunks": args.shard_chunks}
     with Store(store_dir) as store:
-        report = ingest([corpus], store, encoder, "bench", encode_tokens=encode_tokens, progress=False)
+        report = ingest([corpus], store, encoder, "bench", progress=False, **options)
     return {"tokens_per_s": round(report.tokens_per_s), "seconds": round(report.seconds, 3), **report.timings}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--tokens", type=int, default=1_000_000)
-    p.add_argument("--encode-tokens", type=int, default=262_144)
+    p.add_argument("--encode-tokens", type=int, help="tokens per encoding batch (default: ingest's)")
+    p.add_argument("--shard-chunks", type=int, default=2048, help="chunks per shard and commit group")
     p.add_argument("--model", default="hsa-small")
     p.add_argument("--device", default="cuda")
     p.add_argument("--repeat", type=int, default=1, help="plain runs before the profiled one")
@@ -48,7 +50,7 @@ def main() -> None:
     if cuda:
         torch.cuda.synchronize()
     for _ in range(args.repeat):
-        print("plain:", run_once(corpus, work / "store", encoder, args.encode_tokens))
+        print("plain:", run_once(corpus, work / "store", encoder, args))
 
     sites: Counter = Counter()
 
@@ -65,7 +67,7 @@ def main() -> None:
             torch.cuda.set_sync_debug_mode("warn")
         t0 = time.perf_counter()
         profile.enable()
-        result = run_once(corpus, work / "store", encoder, args.encode_tokens)
+        result = run_once(corpus, work / "store", encoder, args)
         profile.disable()
         if cuda:
             torch.cuda.set_sync_debug_mode("default")
