@@ -6,6 +6,7 @@
 #   STEPS=1300 TRAIN_S=660 bash scripts/gpu/ablation.sh      # returns at once; the runs go on
 #   GPUS=2 ...                                                # spread the runs over two GPUs
 #   ONLY="dense meanpool" ...                                  # just these runs
+#   SEED=1 ...                                                 # another seed: runs/ab-NAME-s1
 #   bash scripts/gpu/poll.sh ab-baseline ab-meanpool ab-bypass ab-dense ab-stickbreaking
 #
 # The device machine goes back 30 s after a call returns: poll within 30 s, or the runs die with it.
@@ -14,13 +15,14 @@ export PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHO
 if [ ! -d .data/corpus ]; then mkdir -p .data/corpus && tar xJf .data/corpus.tar.xz -C .data/corpus; fi
 fresh=--no-resume; [ -z "${RESUME:-}" ] || fresh=   # RESUME=1 continues stopped runs
 common=(--config configs/hsa-small.toml $fresh --time-limit "${TRAIN_S:-660}"
-  --set "train.max_steps=${STEPS:-1300}" --set train.num_workers=3 --set train.eval_rows=16
+  --set "train.max_steps=${STEPS:-1300}" --set "train.seed=${SEED:-0}" --set train.num_workers=3 --set train.eval_rows=16
   --set train.eval_interval=0 --set train.ckpt_interval=100000)
 n=0
 launch() {
   name=$1; shift
   [[ -z "${ONLY:-}" || " $ONLY " == *" $name "* ]] || return 0
   gpu=$((n % ${GPUS:-1})); n=$((n + 1))
+  name=$name${SEED:+-s$SEED}   # another seed's runs: runs/ab-NAME-sN
   CUDA_VISIBLE_DEVICES=$gpu setsid nohup python -m app.commands.train "${common[@]}" --out "runs/ab-$name" "$@" \
     > "/tmp/train_ab-$name.log" 2>&1 &
   echo "started $name on GPU $gpu"
