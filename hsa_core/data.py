@@ -27,6 +27,7 @@ class Batch:
     doc_ids: torch.Tensor  # (B, T) document index; SWA never crosses a change
     answer: torch.Tensor  # (B, T) bool: the target is an answer token (or its END)
     tasks: list[str]  # per row: "lm" or the task name
+    evidence: torch.Tensor  # (B, T) bool: the input token is part of the evidence the answer needs
 
     def to(self, device: torch.device | str) -> "Batch":
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
@@ -37,6 +38,7 @@ class Batch:
             move(self.doc_ids),
             move(self.answer),
             self.tasks,
+            move(self.evidence),
         )
 
 
@@ -49,6 +51,10 @@ class DataConfig:
     )
     context_weight: float = 1.0  # weight of a task row's context and question tokens in the text term
     max_answer_tokens: int = 64  # room left after the context for the answer (more is made when needed)
+    # weight of the retrieval loss: at each answer position, −log of the probability its retrieval
+    # softmax (over every visible chunk) gives the evidence's chunks, averaged over HSA groups and KV
+    # heads; 0: none, selection is learnt only through the answer (the paper's recipe)
+    retrieval_weight: float = 0.0
     question_own_doc: bool = True  # the question starts a new document (the product's layout: the SWA
     # cannot see the context); False continues the last context document, as the GPU probe trained
     lm_sources: dict[str, float] | None = None  # corpus source → share of LM documents (None: by tokens)
@@ -109,15 +115,22 @@ class BatchMaker:
                 seqs.append((row_kind, self.lm_row(rng, seq_len + 1, split)))
             else:
                 seqs.append((row_kind, self.task_row(row_kind, sample_seed, rng, seq_len + 1)))
-        tokens, weights, docs, answer = (np.stack([s[i] for _, s in seqs]) for i in range(4))
+        tokens, weights, docs, answer, evidence = (np.stack([s[i] for _, s in seqs]) for i in range(5))
         tokens, docs = torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(docs.astype(np.int64))
-        weights, answer = torch.from_numpy(weights), torch.from_numpy(answer)
+        weights, answer, evidence = (torch.from_numpy(a) for a in (weights, answer, evidence))
         return Batch(
-            tokens[:, :-1], tokens[:, 1:], weights[:, 1:], docs[:, :-1], answer[:, 1:], [k for k, _ in seqs]
+            tokens[:, :-1],
+            tokens[:, 1:],
+            weights[:, 1:],
+            docs[:, :-1],
+            answer[:, 1:],
+            [k for k, _ in seqs],
+            evidence[:, :-1],
         )
 
     def lm_row(self, rng: random.Random, n: int, split: str) -> tuple[np.ndarray, ...]:
-        """n tokens of whole corpus documents from random sources, each with its EOT (the last cut)."""
+        """n tokens of whole corpus documents from random sources, each with its EOT (the last cut);
+        like task_row: tokens, weights, document ids, answer and evidence masks (none here)."""
         parts, doc_ids, used = [], [], 0
         while used < n:
             source = rng.choices(self.lm_sources, self.lm_shares)[0]
@@ -138,12 +151,14 @@ class BatchMaker:
                 doc_ids.append(np.full(n - used, len(doc_ids)))
                 weights = np.zeros(n, dtype=np.float32)
                 weights[:used] = 1.0
-                return np.concatenate(parts), weights, np.concatenate(doc_ids), np.zeros(n, dtype=bool)
-        tokens = np.concatenate(parts)
-        return tokens, np.ones(n, dtype=np.float32), np.concatenate(doc_ids), np.zeros(n, dtype=bool)
+                none = np.zeros(n, dtype=bool)
+                return np.concatenate(parts), weights, np.concatenate(doc_ids), none, none
+        tokens, none = np.concatenate(parts), np.zeros(n, dtype=bool)
+        return tokens, np.ones(n, dtype=np.float32), np.concatenate(doc_ids), none, none
 
     def task_row(self, task: str, seed: int, rng: random.Random, n: int) -> tuple[np.ndarray, ...]:
-        """A task sample, then its answer and END, padded to n tokens; the question is its own document."""
+        """A task sample, then its answer and END, padded to n tokens; the question is its own document.
+        Returns tokens, weights, document ids, the answer mask and the evidence mask."""
         options = {
             k: rng.choice(v) if isinstance(v, list) else v for k, v in self.cfg.options.get(task, {}).items()
         }
@@ -181,4 +196,7 @@ class BatchMaker:
         weights[a0 : a0 + len(target)] = 0.0  # answers have their own term in the loss
         weights[n - pad :] = 0.0
         weights[ctx.size] = 0.0  # the QUESTION token follows nothing it could be predicted from
-        return tokens, weights, doc_ids, answer
+        evidence = np.zeros(n, dtype=bool)
+        for start, end in sample.evidence:
+            evidence[start:end] = True
+        return tokens, weights, doc_ids, answer, evidence

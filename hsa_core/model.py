@@ -46,6 +46,16 @@ class Selections:
     weights: list[torch.Tensor] = field(default_factory=list)
 
 
+@dataclass
+class RetrievalProbe:
+    """Asks `forward` for each HSA group's retrieval query at chosen positions, and the sequence's own
+    landmarks: what training's retrieval loss scores (hsa_core/train.py)."""
+
+    mask: torch.Tensor  # (B, T) bool: the positions to probe
+    queries: list[torch.Tensor] = field(default_factory=list)  # per group (N, Hkv, Dl), N = mask.sum()
+    landmarks: torch.Tensor | None = None  # (B, C, Hkv, Dl)
+
+
 class HSAModel(nn.Module):
     def __init__(self, cfg: HSAConfig):
         super().__init__()
@@ -90,7 +100,9 @@ class HSAModel(nn.Module):
         lmk, k, v = self.encoder(h[:, : n * S].reshape(B * n, S, d))
         return lmk.view(B, n, *lmk.shape[1:]), k.view(B, n, *k.shape[1:]), v.view(B, n, *v.shape[1:])
 
-    def _upper(self, x, doc, rope, positions, own, memory: MemoryView | None, state, selections, top_k):
+    def _upper(
+        self, x, doc, rope, positions, own, memory: MemoryView | None, state, selections, top_k, probe
+    ):
         own_lmk, own_k, own_v = own
         B = x.shape[0]
         ext_lmk = memory.landmarks if memory is not None else None
@@ -115,6 +127,8 @@ class HSAModel(nn.Module):
             if selections is not None:
                 selections.indices.append(indices)
                 selections.weights.append(weights)
+            if probe is not None:
+                probe.queries.append(group.retrieval.query(x[probe.mask]))
             x = group.hsa(x, k, v, local, weights, self.backend)
             for block in group.blocks:
                 x, cache = block(x, rope, doc, state.upper[j] if state else None)
@@ -134,6 +148,7 @@ class HSAModel(nn.Module):
         selections: Selections | None = None,
         last_only: bool = False,
         top_k: int | None = None,
+        probe: RetrievalProbe | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V) for input_ids (B, T).
 
@@ -142,6 +157,7 @@ class HSAModel(nn.Module):
         state: continue a sequence (generation, segmented prefill); updated in place.
         selections: if given, filled with every HSA layer's picks.
         top_k: chunks per token and HSA layer, instead of the config's (e.g. a reader's setting).
+        probe: if given, filled with the retrieval queries at its positions and the own landmarks.
         """
         cfg = self.cfg
         B, T = input_ids.shape
@@ -157,7 +173,9 @@ class HSAModel(nn.Module):
             own = (state.landmarks, state.k, state.v)
         else:
             own = new
-        x = self._upper(x, doc_ids, rope, positions, own, memory, state, selections, top_k)
+        if probe is not None:
+            probe.landmarks = own[0]
+        x = self._upper(x, doc_ids, rope, positions, own, memory, state, selections, top_k, probe)
         if last_only:
             x = x[:, -1:]
         return F.linear(self.norm(x), self.embed.weight)

@@ -22,6 +22,10 @@ class Retrieval(nn.Module):
         self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.wq = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.landmark_dim, bias=False)
 
+    def query(self, x: torch.Tensor) -> torch.Tensor:
+        """Retrieval queries (..., Hkv, Dl) of hidden states x (..., d)."""
+        return self.wq(self.norm(x)).unflatten(-1, (self.cfg.hsa_kv_heads, self.cfg.landmark_dim))
+
     def forward(
         self,
         x: torch.Tensor,
@@ -39,8 +43,7 @@ class Retrieval(nn.Module):
         """
         cfg = self.cfg
         top_k = top_k or cfg.top_k
-        B, T, _ = x.shape
-        q = self.wq(self.norm(x)).view(B, T, cfg.hsa_kv_heads, cfg.landmark_dim)
+        q = self.query(x)
         scale = 1.0 / math.sqrt(cfg.landmark_dim)
         if x.is_cuda:
             return self._select_fused(q, positions, own_landmarks, ext_landmarks, scale, top_k)

@@ -24,7 +24,7 @@ from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR, is_retrofit, load_mod
 from hsa_core.config import HSAConfig
 from hsa_core.corpus import Corpus
 from hsa_core.data import Batch, BatchMaker, DataConfig
-from hsa_core.model import HSAModel
+from hsa_core.model import HSAModel, RetrievalProbe
 from hsa_core.tokenizer import Tokenizer
 
 
@@ -228,6 +228,34 @@ def loss_and_stats(logits: torch.Tensor, batch: Batch, answer_weight: float) -> 
     return loss, stats
 
 
+def retrieval_loss(probe: RetrievalProbe, evidence: torch.Tensor, chunk_size: int) -> torch.Tensor | None:
+    """−log of the retrieval softmax's mass on the evidence chunks at the probed positions, over every
+    chunk each position can see, averaged over positions, HSA groups and KV heads; None if no probed
+    position sees evidence (LM-only batches, or evidence inside the window).
+
+    Selection is top-k of these same scores, so this teaches the query to rank the evidence first —
+    including among needles of the same shape, where the answer alone gave too weak a signal to make
+    the key matter (docs/retrofit.md, "The cause: the queries do not follow the question")."""
+    B, T = probe.mask.shape
+    C = probe.landmarks.shape[1]
+    rows, pos = probe.mask.nonzero(as_tuple=True)
+    chunks = evidence[:, : C * chunk_size].reshape(B, C, chunk_size).any(-1)[rows]  # (N, C)
+    visible = (torch.arange(C, device=pos.device) + 1) * chunk_size <= pos[:, None]  # as Retrieval sees
+    target = chunks & visible
+    keep = target.any(-1)
+    if not keep.any():
+        return None
+    landmarks = probe.landmarks[rows[keep]].float()  # (n, C, Hkv, Dl)
+    scale = landmarks.shape[-1] ** -0.5
+    losses = []
+    for q in probe.queries:
+        scores = torch.einsum("nhd,nchd->nhc", q[keep].float(), landmarks) * scale
+        logp = scores.masked_fill(~visible[keep][:, None], float("-inf")).log_softmax(-1)
+        mass = logp.masked_fill(~target[keep][:, None], float("-inf")).logsumexp(-1)  # (n, Hkv)
+        losses.append(-mass.mean())
+    return torch.stack(losses).mean()
+
+
 def _autocast(device: torch.device):
     return (
         torch.autocast("cuda", dtype=torch.bfloat16)
@@ -238,7 +266,7 @@ def _autocast(device: torch.device):
 
 def _average(records: list[dict]) -> dict:
     out: dict = {}
-    for key in ("loss", "lm_loss", "answer_loss"):
+    for key in ("loss", "lm_loss", "answer_loss", "retrieval_loss"):
         values = [r[key] for r in records if key in r]
         if values:
             out[key] = sum(values) / len(values)
@@ -391,9 +419,15 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
             direct = cfg.direct_at(step)
             for group in model.groups:
                 group.hsa.direct = direct
+            probe = RetrievalProbe(batch.answer) if cfg.data.retrieval_weight else None
             with _autocast(device):
-                logits = forward(batch.inputs, batch.doc_ids)
+                logits = forward(batch.inputs, batch.doc_ids, probe=probe)
             loss, stats = loss_and_stats(logits, batch, cfg.data.answer_weight)
+            if probe is not None:
+                extra = retrieval_loss(probe, batch.evidence, model_cfg.chunk_size)
+                if extra is not None:
+                    loss = loss + cfg.data.retrieval_weight * extra
+                    stats["retrieval_loss"] = extra.item()
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
             opt.step()
