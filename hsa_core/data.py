@@ -51,9 +51,9 @@ class DataConfig:
     )
     context_weight: float = 1.0  # weight of a task row's context and question tokens in the text term
     max_answer_tokens: int = 64  # room left after the context for the answer (more is made when needed)
-    # weight of the retrieval loss: at each answer position, −log of the probability its retrieval
-    # softmax (over every visible chunk) gives the evidence's chunks, averaged over HSA groups and KV
-    # heads; 0: none, selection is learnt only through the answer (the paper's recipe)
+    # weight of the retrieval loss (hsa_core.train.retrieval_loss): at each answer position, −log of the
+    # probability its retrieval softmax (over every visible chunk) gives the evidence's chunks, averaged
+    # per task row, then over rows; 0: none, selection is learnt only through the answer (the paper's)
     retrieval_weight: float = 0.0
     question_own_doc: bool = True  # the question starts a new document (the product's layout: the SWA
     # cannot see the context); False continues the last context document, as the GPU probe trained

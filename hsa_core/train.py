@@ -228,14 +228,18 @@ def loss_and_stats(logits: torch.Tensor, batch: Batch, answer_weight: float) -> 
     return loss, stats
 
 
-def retrieval_loss(probe: RetrievalProbe, evidence: torch.Tensor, chunk_size: int) -> torch.Tensor | None:
-    """−log of the retrieval softmax's mass on the evidence chunks at the probed positions, over every
-    chunk each position can see, averaged over positions, HSA groups and KV heads; None if no probed
-    position sees evidence (LM-only batches, or evidence inside the window).
+def retrieval_loss(
+    probe: RetrievalProbe, evidence: torch.Tensor, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Per row: −log of the retrieval softmax's mass on the evidence chunks, over every chunk a probed
+    position can see, averaged over the row's probed positions, the HSA groups and the KV heads.
+    Returns those losses (R,) and their rows (R,), or None if no probed position sees evidence (LM-only
+    batches, or evidence inside the window).
 
     Selection is top-k of these same scores, so this teaches the query to rank the evidence first —
     including among needles of the same shape, where the answer alone gave too weak a signal to make
-    the key matter (docs/retrofit.md, "The cause: the queries do not follow the question")."""
+    the key matter. Rows weigh the same whatever their answer's length: averaged over positions, the
+    long answers of multi-value and vt rows drowned the one-number multi-key rows (docs/retrofit.md)."""
     B, T = probe.mask.shape
     C = probe.landmarks.shape[1]
     rows, pos = probe.mask.nonzero(as_tuple=True)
@@ -245,15 +249,19 @@ def retrieval_loss(probe: RetrievalProbe, evidence: torch.Tensor, chunk_size: in
     keep = target.any(-1)
     if not keep.any():
         return None
-    landmarks = probe.landmarks[rows[keep]].float()  # (n, C, Hkv, Dl)
+    rows = rows[keep]
+    landmarks = probe.landmarks[rows].float()  # (n, C, Hkv, Dl)
     scale = landmarks.shape[-1] ** -0.5
-    losses = []
+    per_position = 0.0
     for q in probe.queries:
         scores = torch.einsum("nhd,nchd->nhc", q[keep].float(), landmarks) * scale
         logp = scores.masked_fill(~visible[keep][:, None], float("-inf")).log_softmax(-1)
         mass = logp.masked_fill(~target[keep][:, None], float("-inf")).logsumexp(-1)  # (n, Hkv)
-        losses.append(-mass.mean())
-    return torch.stack(losses).mean()
+        per_position = per_position - mass.mean(-1) / len(probe.queries)
+    sums = torch.zeros(B, device=pos.device).index_add(0, rows, per_position)
+    counts = torch.bincount(rows, minlength=B)
+    seen = (counts > 0).nonzero().squeeze(1)
+    return sums[seen] / counts[seen], seen
 
 
 def _autocast(device: torch.device):
@@ -270,12 +278,13 @@ def _average(records: list[dict]) -> dict:
         values = [r[key] for r in records if key in r]
         if values:
             out[key] = sum(values) / len(values)
-    acc: dict[str, list[float]] = {}
-    for r in records:
-        for task, values in r.get("acc", {}).items():
-            acc.setdefault(task, []).extend(values)
-    if acc:
-        out["acc"] = {t: round(sum(v) / len(v), 4) for t, v in sorted(acc.items())}
+    for key in ("acc", "retrieval"):  # per task: exact match, retrieval loss
+        per_task: dict[str, list[float]] = {}
+        for r in records:
+            for task, values in r.get(key, {}).items():
+                per_task.setdefault(task, []).extend(values)
+        if per_task:
+            out[key] = {t: round(sum(v) / len(v), 4) for t, v in sorted(per_task.items())}
     return out
 
 
@@ -424,10 +433,14 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
                 logits = forward(batch.inputs, batch.doc_ids, probe=probe)
             loss, stats = loss_and_stats(logits, batch, cfg.data.answer_weight)
             if probe is not None:
-                extra = retrieval_loss(probe, batch.evidence, model_cfg.chunk_size)
-                if extra is not None:
-                    loss = loss + cfg.data.retrieval_weight * extra
-                    stats["retrieval_loss"] = extra.item()
+                per_row = retrieval_loss(probe, batch.evidence, model_cfg.chunk_size)
+                if per_row is not None:
+                    values, rows = per_row
+                    loss = loss + cfg.data.retrieval_weight * values.mean()
+                    stats["retrieval_loss"] = values.mean().item()
+                    stats["retrieval"] = {}
+                    for v, r in zip(values.tolist(), rows.tolist(), strict=True):
+                        stats["retrieval"].setdefault(batch.tasks[r], []).append(v)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).item()
             opt.step()

@@ -217,23 +217,21 @@ def test_retrieval_loss_scores_the_evidence_chunks_and_training_lowers_it(tmp_pa
     probe = RetrievalProbe(batch.answer)
     model(batch.inputs, batch.doc_ids, probe=probe)
     S, C = model.cfg.chunk_size, probe.landmarks.shape[1]
-    loss = retrieval_loss(probe, batch.evidence, S)
-    rows, pos = batch.answer.nonzero(as_tuple=True)
-    expected = []
-    for q in probe.queries:
-        for n, (b, t) in enumerate(zip(rows.tolist(), pos.tolist(), strict=True)):
-            seen = [c for c in range(C) if (c + 1) * S <= t]
+    values, rows = retrieval_loss(probe, batch.evidence, S)
+    expected: dict[int, list[torch.Tensor]] = {}  # row → per position, the mean over groups and heads
+    for n, (b, t) in enumerate(zip(*(x.tolist() for x in batch.answer.nonzero(as_tuple=True)), strict=True)):
+        seen = [c for c in range(C) if (c + 1) * S <= t]
+        hit = [i for i, c in enumerate(seen) if batch.evidence[b, c * S : (c + 1) * S].any()]
+        if not hit:
+            continue
+        terms = []
+        for q in probe.queries:
             for h in range(q.shape[1]):
                 scores = torch.stack([q[n, h] @ probe.landmarks[b, c, h] for c in seen]) / q.shape[-1] ** 0.5
-                p = scores.softmax(0)
-                hit = [i for i, c in enumerate(seen) if batch.evidence[b, c * S : (c + 1) * S].any()]
-                expected.append(-torch.log(p[hit].sum()) if hit else None)
-    per_group = len(expected) // len(probe.queries)
-    means = [
-        torch.stack([e for e in expected[g * per_group : (g + 1) * per_group] if e is not None]).mean()
-        for g in range(len(probe.queries))
-    ]
-    torch.testing.assert_close(loss, torch.stack(means).mean(), rtol=1e-4, atol=1e-5)
+                terms.append(-torch.log(scores.softmax(0)[hit].sum()))
+        expected.setdefault(b, []).append(torch.stack(terms).mean())
+    assert rows.tolist() == sorted(expected)
+    torch.testing.assert_close(values, torch.stack([torch.stack(expected[b]).mean() for b in rows.tolist()]))
     lm_only = RetrievalProbe(torch.zeros_like(batch.answer))
     model(batch.inputs, batch.doc_ids, probe=lm_only)
     assert retrieval_loss(lm_only, batch.evidence, S) is None  # nothing probed: no term
@@ -243,12 +241,15 @@ def test_retrieval_loss_scores_the_evidence_chunks_and_training_lowers_it(tmp_pa
         probe = RetrievalProbe(held_out.answer)
         with torch.no_grad():
             m(held_out.inputs, held_out.doc_ids, probe=probe)
-        return retrieval_loss(probe, held_out.evidence, S).item()
+        return retrieval_loss(probe, held_out.evidence, S)[0].mean().item()
 
     torch.manual_seed(0)
     before = held_out_loss(build_model(cfg))
     train(replace(cfg, data=replace(cfg.data, retrieval_weight=5.0)), tmp_path / "run", log=lambda _: None)
-    assert "retrieval_loss" in _log(tmp_path / "run")[-1]
+    assert (
+        "retrieval_loss" in _log(tmp_path / "run")[-1]
+        and "passkey" in _log(tmp_path / "run")[-1]["retrieval"]
+    )
     after = held_out_loss(load_model(tmp_path / "run" / "model"))
     assert after < before - 0.2, (before, after)
 
