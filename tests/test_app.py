@@ -124,6 +124,15 @@ def test_hsa_ask_json(store_with_pdf):
     assert isinstance(answer["answer"], str) and answer["chunks"]
     assert set(answer["chunks"][0]) >= {"chunk_id", "document", "page", "score", "text"}
     assert_pages_hold_their_chunks(answer["chunks"], pdf)
+    plain = subprocess.run(
+        [*cmd, "--collection", "docs", "--model", "test", "--max-tokens", "4", "--chunks", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert plain.returncode == 0, plain.stderr
+    top = " ".join(answer["chunks"][0]["text"].split())
+    assert top[-40:] in " ".join(plain.stdout.split())  # the whole chunk is shown, its end included
     missing = subprocess.run(
         [*cmd, "--collection", "nope", "--model", "test"], capture_output=True, text=True
     )

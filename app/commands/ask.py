@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+import textwrap
 
 from app.service import QAService
 from ingest import Encoder
@@ -45,9 +46,19 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
                 shown = answer.answer
             print()
-            for e in answer.chunks[: args.chunks]:
+            for e in answer.chunks[: args.chunks]:  # each whole: what was picked may sit at its end
                 where = f"{e.document}" + (f", page {e.page}" if e.page else "")
-                print(f"  [{e.score:.3f}] {where}: {' '.join(e.text.split())[:100]}")
+                print(f"  [{e.score:.3f}] {where}")
+                print(
+                    textwrap.fill(
+                        " ".join(e.text.split()),
+                        100,
+                        initial_indent=" " * 4,
+                        subsequent_indent=" " * 4,
+                        break_long_words=False,
+                        break_on_hyphens=False,
+                    )
+                )
             return 0
     except (UsageError, ValueError) as e:
         print(f"hsa ask: {e}", file=sys.stderr)
