@@ -55,6 +55,10 @@ class DataConfig:
     # probability its retrieval softmax (over every visible chunk) gives the evidence's chunks, averaged
     # per task row, then over rows; 0: none, selection is learnt only through the answer (the paper's)
     retrieval_weight: float = 0.0
+    # where the retrieval loss looks: "answer" (every answer position) or "first" (only the position that
+    # predicts the first answer token, where multi-key's key alone decides: at later positions the value
+    # written so far finds its own chunk, and their easy losses hid the first one's — run 8)
+    retrieval_at: str = "answer"
     question_own_doc: bool = True  # the question starts a new document (the product's layout: the SWA
     # cannot see the context); False continues the last context document, as the GPU probe trained
     lm_sources: dict[str, float] | None = None  # corpus source → share of LM documents (None: by tokens)

@@ -228,6 +228,15 @@ def loss_and_stats(logits: torch.Tensor, batch: Batch, answer_weight: float) -> 
     return loss, stats
 
 
+def retrieval_positions(answer: torch.Tensor, at: str = "answer") -> torch.Tensor:
+    """The positions (B, T) the retrieval loss probes: every answer position, or each row's first."""
+    if at == "answer":
+        return answer
+    if at == "first":
+        return answer & ~torch.cat([torch.zeros_like(answer[:, :1]), answer[:, :-1]], 1)
+    raise ValueError(f"data.retrieval_at must be 'answer' or 'first', got {at!r}")
+
+
 def retrieval_loss(
     probe: RetrievalProbe, evidence: torch.Tensor, chunk_size: int
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -428,7 +437,11 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
             direct = cfg.direct_at(step)
             for group in model.groups:
                 group.hsa.direct = direct
-            probe = RetrievalProbe(batch.answer) if cfg.data.retrieval_weight else None
+            probe = (
+                RetrievalProbe(retrieval_positions(batch.answer, cfg.data.retrieval_at))
+                if cfg.data.retrieval_weight
+                else None
+            )
             with _autocast(device):
                 logits = forward(batch.inputs, batch.doc_ids, probe=probe)
             loss, stats = loss_and_stats(logits, batch, cfg.data.answer_weight)

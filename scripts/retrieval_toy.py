@@ -3,7 +3,8 @@ the same shape, noise haystack, 512 tokens), trained with and without `data.retr
 on 32 held-out rows the retrieval loss at the first answer position alone (log 4 ≈ 1.39: the four
 needles weighted alike, the key unused) and whole-answer exact match (docs/training-notes.md, run 7).
 
-PYTHONPATH=. python scripts/retrieval_toy.py WEIGHT STEPS [PRESET]      # e.g. 1.0 300 test
+PYTHONPATH=. python scripts/retrieval_toy.py WEIGHT STEPS [PRESET] [MODEL_OVERRIDES_JSON]
+    # e.g. 1.0 300 test '{"encoder": "meanpool"}'
 """
 
 import json
@@ -17,12 +18,13 @@ import torch
 from hsa_core.checkpoint import load_model
 from hsa_core.data import DataConfig
 from hsa_core.model import RetrievalProbe
-from hsa_core.train import Stage, TrainConfig, make_batch_maker, retrieval_loss, train
+from hsa_core.train import Stage, TrainConfig, make_batch_maker, retrieval_loss, retrieval_positions, train
 
 
 def main() -> None:
     weight, steps = float(sys.argv[1]), int(sys.argv[2])
     preset = sys.argv[3] if len(sys.argv) > 3 else "test"
+    overrides = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     data = DataConfig(
         mix={"niah_multikey": 1.0},
         options={"niah_multikey": {"haystack": "noise", "value_kind": "number"}},
@@ -31,6 +33,7 @@ def main() -> None:
     )
     cfg = TrainConfig(
         preset=preset,
+        model=overrides,
         max_steps=steps,
         batch_tokens=4096,
         lr=2e-3,
@@ -49,8 +52,7 @@ def main() -> None:
     train(cfg, out, log=lambda _: None)
     model = load_model(out / "model").eval()
     batch = make_batch_maker(cfg, model.cfg.window).batch(0, 32, 512, split="val", mix={"niah_multikey": 1.0})
-    before = torch.cat([torch.zeros_like(batch.answer[:, :1]), batch.answer[:, :-1]], 1)
-    probe = RetrievalProbe(batch.answer & ~before)  # the first answer position of each row
+    probe = RetrievalProbe(retrieval_positions(batch.answer, "first"))
     with torch.no_grad():
         logits = model(batch.inputs, batch.doc_ids, probe=probe)
     values, _ = retrieval_loss(probe, batch.evidence, model.cfg.chunk_size)
@@ -60,8 +62,8 @@ def main() -> None:
         (r["step"], round(r["answer_loss"], 2), round(r.get("retrieval_loss", float("nan")), 2)) for r in log
     ]
     print(
-        f"weight {weight}, {steps} steps, {time.time() - t0:.0f} s: held-out retrieval loss at the first "
-        f"answer position {values.mean():.3f}, exact match {exact:.2f}; "
+        f"weight {weight}, {steps} steps, {overrides or preset}, {time.time() - t0:.0f} s: held-out "
+        f"retrieval loss at the first answer position {values.mean():.3f}, exact match {exact:.2f}; "
         f"(step, answer loss, retrieval loss) {curve}"
     )
 

@@ -23,6 +23,7 @@ from hsa_core.train import (
     load_tokenizer,
     make_batch_maker,
     retrieval_loss,
+    retrieval_positions,
     train,
 )
 from tests.test_corpus import make_small_corpus
@@ -252,6 +253,17 @@ def test_retrieval_loss_scores_the_evidence_chunks_and_training_lowers_it(tmp_pa
     )
     after = held_out_loss(load_model(tmp_path / "run" / "model"))
     assert after < before - 0.2, (before, after)
+
+
+def test_retrieval_positions_first_keeps_each_rows_first_answer_position():
+    maker = make_batch_maker(_cfg(), 16)
+    answer = maker.batch(0, 3, 96, mix={"passkey": 1.0}).answer
+    first = retrieval_positions(answer, "first")
+    assert first.sum(1).tolist() == [1, 1, 1]
+    assert (first.int().argmax(1) == answer.int().argmax(1)).all()
+    assert torch.equal(retrieval_positions(answer, "answer"), answer)
+    with pytest.raises(ValueError, match="retrieval_at"):
+        retrieval_positions(answer, "last")
 
 
 def test_configs_parse():
