@@ -7,7 +7,7 @@ on the other 20% a vector "decodes" its key if the map lands nearest (cosine) it
 sample's four (chance 25%). High for both sides means the key is there and only the match q·landmark
 is unlearnt; low on one side names the side to change (docs/training-notes.md, run 8).
 
-PYTHONPATH=. python scripts/key_probe.py [MODEL] [SAMPLES] [LENGTH]      # default hsa-small 600 1536
+PYTHONPATH=. python scripts/key_probe.py [MODEL] [SAMPLES] [LENGTH]      # default hsa-small 300 1024
 """
 
 import re
@@ -22,8 +22,8 @@ from hsa_core.tasks import TaskEnv, make_sample
 
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else None
-    n, length = (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) > 3 else (600, 1536)
-    model = load_model(name, dtype=torch.bfloat16)
+    n, length = (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) > 3 else (300, 1024)
+    model = load_model(name)
     tok, S = model.tokenizer, model.cfg.chunk_size
     env = TaskEnv(tok, None, window=model.cfg.window)
     embed = model.embed.weight.float()
