@@ -1,11 +1,14 @@
 """Which side of multi-key retrieval lacks the key: the query at the question, or the needles' landmarks?
 
 Multi-key samples (four needles "... for <key> is: <value>."); for each, the retrieval query of every HSA
-group at the position that predicts the first answer token, and the landmark of each needle's key
-chunk. A ridge map, fitted on 80% of the samples, sends a vector to the mean input embedding of a key;
-on the other 20% a vector "decodes" its key if the map lands nearest (cosine) its own key among the
-sample's four (chance 25%). High for both sides means the key is there and only the match q·landmark
-is unlearnt; low on one side names the side to change (docs/training-notes.md, run 8).
+group at the position that predicts the first answer token, and of each needle's key chunk (the chunk
+holding the key's first token) its landmark, the mean of its states entering the chunk encoder, and
+the state of the key's first token there. A ridge map, fitted on 80% of the samples, sends a vector
+to the mean input embedding of a key; on the other 20% a vector "decodes" its key if the map lands
+nearest (cosine) its own key among the sample's four (chance 25%). High for both sides means the key
+is there and only the match q·landmark is unlearnt; low on one side names the side to change, and the
+chunk's own states say whether the chunk encoder loses what it is given (docs/training-notes.md,
+run 8).
 
 PYTHONPATH=. python scripts/key_probe.py [MODEL] [SAMPLES] [LENGTH]      # default hsa-small 300 1024
 """
@@ -31,8 +34,11 @@ def main() -> None:
     def key_vector(key: str) -> torch.Tensor:
         return embed[tok.encode(" " + key)].mean(0)
 
-    # per sample: the queries (groups × Dl), four landmarks (4 × Dl), the asked key's index, four key vectors
-    queries, lmks, targets, candidates = [], [], [], []
+    lower = []  # the chunk encoder's input: each chunk's states after the SWA layers (C, S, d)
+    model.encoder.register_forward_hook(lambda _m, args, _out: lower.append(args[0]))
+    # per sample: the queries (groups × Dl); per needle (4 × ...) its key chunk's landmark, the mean of that
+    # chunk's lower states and the lower state at the key's first token; the asked key; four key vectors
+    queries, needles, targets, candidates = [], {"landmark": [], "chunk mean": [], "key token": []}, [], []
     for seed in range(n):
         s = make_sample("niah_multikey", length, seed, env)
         ctx = s.context_ids()
@@ -45,17 +51,17 @@ def main() -> None:
         mask = torch.zeros_like(ids, dtype=torch.bool)
         mask[0, -1] = True  # the ANSWER token: it predicts the first answer token
         probe = RetrievalProbe(mask)
+        lower.clear()
         with torch.no_grad():
             model(ids, probe=probe)
-        needle_lmks = []  # each needle's key chunk: the chunk holding the key's first token
-        for key in keys:
-            pos = _find(ctx.tolist(), tok.encode(" " + key))
-            needle_lmks.append(probe.landmarks[0, pos // S, 0].float())
+        at = [_find(ctx.tolist(), tok.encode(" " + key)) for key in keys]  # each key's first token
+        needles["landmark"].append(torch.stack([probe.landmarks[0, p // S, 0] for p in at]))
+        needles["chunk mean"].append(torch.stack([lower[0][p // S].mean(0) for p in at]))
+        needles["key token"].append(torch.stack([lower[0][p // S, p % S] for p in at]))
         queries.append(torch.stack([q[0, 0].float() for q in probe.queries]))
-        lmks.append(torch.stack(needle_lmks))
         targets.append(keys.index(asked))
         candidates.append(torch.stack([key_vector(k) for k in keys]))
-    Q, L, C = torch.stack(queries), torch.stack(lmks), torch.stack(candidates)  # (N,G,D) (N,4,D) (N,4,E)
+    Q, C = torch.stack(queries), torch.stack(candidates)  # (N, G, D), (N, 4, E)
     t = torch.tensor(targets)
     cut = int(0.8 * len(t))
 
@@ -79,9 +85,11 @@ def main() -> None:
     for g in range(Q.shape[1]):
         print(f"query, group {g}: asked key decoded {decoded(Q[:, g], asked_vec, C, t, cut):.2f}")
     which = torch.arange(4).repeat(len(t))
-    own = decoded(L.flatten(0, 1), C.flatten(0, 1), C.repeat_interleave(4, 0), which, 4 * cut)
-    print(f"landmarks of the key chunks: own key decoded {own:.2f}")
-    scores = torch.einsum("ngd,nkd->ngk", Q, L)
+    for what, vectors in needles.items():
+        x = torch.stack(vectors).float().flatten(0, 1)
+        own = decoded(x, C.flatten(0, 1), C.repeat_interleave(4, 0), which, 4 * cut)
+        print(f"needles, {what}: own key decoded {own:.2f}")
+    scores = torch.einsum("ngd,nkd->ngk", Q, torch.stack(needles["landmark"]).float())
     hit = (scores.argmax(-1) == t[:, None]).float().mean(0)
     print("q·landmark picks the asked needle, per group: " + ", ".join(f"{h:.2f}" for h in hit.tolist()))
 
