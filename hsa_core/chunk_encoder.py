@@ -16,6 +16,8 @@ class ChunkEncoder(nn.Module):
         self.layers = nn.ModuleList(Block(cfg, bidirectional=True) for _ in range(cfg.enc_layers))
         self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.landmark_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mean_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.landmark_mean else None
+        self.mean_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False) if cfg.landmark_mean else None
         self.wk = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.head_dim, bias=False)
         self.wv = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.head_dim, bias=False)
 
@@ -33,7 +35,10 @@ class ChunkEncoder(nn.Module):
         x = self.norm(x)
         tokens = x[:, :S]
         summary = tokens.mean(1) if self.cls is None else x[:, S]
-        landmarks = self.landmark_norm(summary).view(N, cfg.hsa_kv_heads, cfg.landmark_dim)
+        landmarks = self.landmark_norm(summary)
+        if self.mean_proj is not None:
+            landmarks = landmarks + self.mean_proj(self.mean_norm(h.mean(1)))
+        landmarks = landmarks.view(N, cfg.hsa_kv_heads, cfg.landmark_dim)
         k = self.wk(tokens).view(N, S, cfg.hsa_kv_heads, cfg.head_dim)
         v = self.wv(tokens).view(N, S, cfg.hsa_kv_heads, cfg.head_dim)
         return landmarks, k, v

@@ -27,6 +27,9 @@ class HSAConfig:
     hsa_heads: int = 6  # query heads of each HSA layer
     hsa_kv_heads: int = 1  # KV heads of the chunk memory; retrieval runs per KV head
     encoder: str = "cls_encoder"  # landmark = norm(CLS output) | norm(mean of the encoder's outputs)
+    # landmark += W·norm(mean of the chunk's input states), W zero at the start: the input states hold a
+    # needle's key that the summary drops (scripts/key_probe.py; docs/training-notes.md, run 8)
+    landmark_mean: bool = False
     residual: str = "bypass"  # x + MLP(norm(x) + norm(hsa)) | x + hsa + MLP(norm(x + hsa))
     weights: str = "softmax"  # chunk weights over the top-k: softmax | stick_breaking (most recent first)
     gumbel: float = 1.0  # scale of the Gumbel noise added to selection scores in training (0 = off)

@@ -70,6 +70,8 @@ class HSAModel(nn.Module):
         self.apply(self._init_weights)
         if self.encoder.cls is not None:
             nn.init.normal_(self.encoder.cls, std=cfg.init_std)
+        if self.encoder.mean_proj is not None:  # starts as no change: a trained model grown with it
+            nn.init.zeros_(self.encoder.mean_proj.weight)  # computes what it computed
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):

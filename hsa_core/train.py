@@ -166,14 +166,18 @@ def _override(raw: dict, item: str) -> None:
     node[last] = parsed
 
 
+GROWING = {"landmark_mean"}  # HSAConfig fields that add parts to a trained model (init) without changing it
+
+
 def build_model(cfg: TrainConfig) -> HSAModel:
     """A preset with random weights and the configured tokenizer, or (preset "smollm2") the pretrained
     base retrofitted with HSA parts that start as identities (hsa_core/smollm2.py), or (init) a trained
-    model to fine-tune, shapes and tokenizer included. A retrofit's base trains only with train_base."""
+    model to fine-tune, shapes and tokenizer included, grown by [model] overrides that only add parts
+    (e.g. landmark_mean). A retrofit's base trains only with train_base."""
     if cfg.init:
-        if cfg.model:
-            raise ValueError(f"init = {cfg.init!r} brings its own shapes: drop the [model] overrides")
         model = load_model(cfg.init)
+        if cfg.model:
+            model = _grown(model, cfg)
     elif cfg.preset == "smollm2":
         from hsa_core.smollm2 import load_smollm2
 
@@ -190,6 +194,22 @@ def build_model(cfg: TrainConfig) -> HSAModel:
         if cfg.train_base:  # the base's weights change too: its checkpoint must hold every weight
             model.base = None
     return model
+
+
+def _grown(model: HSAModel, cfg: TrainConfig) -> HSAModel:
+    """The init model with new parts added by [model] overrides (GROWING): every trained weight kept, the
+    new parts at their start, which changes nothing (e.g. landmark_mean's zero projection)."""
+    if set(cfg.model) - GROWING or getattr(model, "base", None):
+        raise ValueError(
+            f"init = {cfg.init!r} brings its own shapes: [model] overrides may only add parts "
+            f"({', '.join(sorted(GROWING))}), got {cfg.model}"
+        )
+    grown = HSAModel(HSAConfig(**{**asdict(model.cfg), **cfg.model}))
+    _, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"init = {cfg.init!r}: [model] {cfg.model} would drop its weights {unexpected}")
+    grown.tokenizer = model.tokenizer
+    return grown
 
 
 def make_batch_maker(cfg: TrainConfig, window: int) -> BatchMaker:

@@ -12,7 +12,7 @@ import torch
 
 from app.cli import main as cli
 from app.commands.train import main as train_main
-from hsa_core.checkpoint import load_model
+from hsa_core.checkpoint import load_model, save_model
 from hsa_core.data import BatchMaker, DataConfig
 from hsa_core.model import RetrievalProbe
 from hsa_core.tokenizer import END, PAD, QUESTION
@@ -264,6 +264,22 @@ def test_retrieval_positions_first_keeps_each_rows_first_answer_position():
     assert torch.equal(retrieval_positions(answer, "answer"), answer)
     with pytest.raises(ValueError, match="retrieval_at"):
         retrieval_positions(answer, "last")
+
+
+def test_init_grown_by_landmark_mean_computes_what_it_computed(tmp_path):
+    """A trained model fine-tuned with a new part (landmark_mean, zero at the start) keeps its weights
+    and its outputs; overrides that would change a shape are refused, naming the setting."""
+    trained = build_model(_cfg())
+    save_model(trained, tmp_path / "init")
+    grown = build_model(_cfg(init=str(tmp_path / "init"), model={"landmark_mean": True}))
+    assert grown.cfg.landmark_mean and grown.encoder.mean_proj is not None
+    ids = torch.randint(0, trained.cfg.vocab_size, (2, 48))
+    with torch.no_grad():
+        torch.testing.assert_close(grown.eval()(ids), trained.eval()(ids))
+        grown.encoder.mean_proj.weight.normal_()  # once trained, the term changes the landmarks
+        assert not torch.allclose(grown(ids), trained(ids))
+    with pytest.raises(ValueError, match="d_model"):
+        build_model(_cfg(init=str(tmp_path / "init"), model={"d_model": 32}))
 
 
 def test_configs_parse():
