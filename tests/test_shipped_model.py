@@ -14,8 +14,9 @@ def model():
 
 
 def test_loads_as_the_card_says(model):
-    assert model.num_parameters() == 16_131_968
+    assert model.num_parameters() == 16_279_808
     assert model.cfg.residual == "standard" and model.cfg.top_k == 8 and model.cfg.chunk_size == 64
+    assert model.cfg.landmark_mean
     assert all(p.dtype == torch.float32 for p in model.parameters())  # bf16 on disk, fp32 on the CPU
 
 
