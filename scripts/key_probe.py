@@ -54,7 +54,7 @@ def main() -> None:
         lower.clear()
         with torch.no_grad():
             model(ids, probe=probe)
-        at = [_find(ctx.tolist(), tok.encode(" " + key)) for key in keys]  # each key's first token
+        at = [find_sub(ctx.tolist(), tok.encode(" " + key)) for key in keys]  # each key's first token
         needles["landmark"].append(torch.stack([probe.landmarks[0, p // S, 0] for p in at]))
         needles["chunk mean"].append(torch.stack([lower[0][p // S].mean(0) for p in at]))
         needles["key token"].append(torch.stack([lower[0][p // S, p % S] for p in at]))
@@ -94,7 +94,7 @@ def main() -> None:
     print("q·landmark picks the asked needle, per group: " + ", ".join(f"{h:.2f}" for h in hit.tolist()))
 
 
-def _find(seq: list[int], sub: list[int]) -> int:
+def find_sub(seq: list[int], sub: list[int]) -> int:
     return next(i for i in range(len(seq) - len(sub) + 1) if seq[i : i + len(sub)] == sub)
 
 

@@ -10,7 +10,8 @@ the chunk states already carry a matchable key and the GPU runs' plateau is the 
 signal or too low a rate for the new matrix); staying there says the match needs more than W
 (docs/training-notes.md, run 9).
 
-PYTHONPATH=. python scripts/landmark_fit.py [MODEL] [SAMPLES] [LENGTH] [STEPS] [LR]   # hsa-small 1200 768 400 3e-3
+PYTHONPATH=. python scripts/landmark_fit.py [MODEL] [SAMPLES] [LENGTH] [STEPS] [LR]
+(defaults: hsa-small 1200 768 400 3e-3)
 """
 
 import re
@@ -18,6 +19,7 @@ import sys
 import time
 
 import torch
+from key_probe import find_sub  # scripts/ is the script's sys.path[0]
 
 from hsa_core.checkpoint import load_model
 from hsa_core.model import RetrievalProbe
@@ -35,7 +37,9 @@ def main() -> None:
     env = TaskEnv(tok, None, window=model.cfg.window)
     lower = []
     model.encoder.register_forward_hook(lambda _m, args, _out: lower.append(args[0]))
-    cache = []  # per sample: queries (G, D), landmarks (C, D), normed means (C, d), evidence mask (C,), needle chunks (4,), asked
+    # per sample: queries (G, D), landmarks (C, D), normed means (C, d), evidence mask (C,), needle chunks,
+    # the asked needle
+    cache = []
     t0 = time.time()
     for seed in range(n):
         s = make_sample("niah_multikey", length, 50_000 + seed, env)
@@ -56,7 +60,7 @@ def main() -> None:
         evidence = torch.zeros(C, dtype=torch.bool)
         for a, b in s.evidence:
             evidence[a // S : min((b - 1) // S + 1, C)] = True
-        needles = torch.tensor([_find(ctx, tok.encode(" " + k)) // S for k in keys])
+        needles = torch.tensor([find_sub(ctx, tok.encode(" " + k)) // S for k in keys])
         queries = torch.stack([q[0, 0].float() for q in probe.queries])
         cache.append(
             (queries, probe.landmarks[0, :C, 0].float(), means, evidence, needles, keys.index(asked))
@@ -88,10 +92,6 @@ def main() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-
-
-def _find(seq: list[int], sub: list[int]) -> int:
-    return next(i for i in range(len(seq) - len(sub) + 1) if seq[i : i + len(sub)] == sub)
 
 
 if __name__ == "__main__":
