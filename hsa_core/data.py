@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from hsa_core.corpus import Corpus
-from hsa_core.tasks import NEEDS_CORPUS, TASKS, TaskEnv, TaskError, make_sample
+from hsa_core.tasks import NEEDS_CORPUS, TASKS, Sample, TaskEnv, TaskError, make_sample
 from hsa_core.tokenizer import Tokenizer
 
 VAL_EVERY = 100  # corpus document i is held out for validation when i % VAL_EVERY == 0
@@ -28,6 +28,8 @@ class Batch:
     answer: torch.Tensor  # (B, T) bool: the target is an answer token (or its END)
     tasks: list[str]  # per row: "lm" or the task name
     evidence: torch.Tensor  # (B, T) bool: the input token is part of the evidence the answer needs
+    answer_part: torch.Tensor  # (B, T) int16: i where the target is the first token of reference i (1-based)
+    evidence_part: torch.Tensor  # (B, T) int16: i where the input token is evidence of reference i
 
     def to(self, device: torch.device | str) -> "Batch":
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
@@ -39,6 +41,8 @@ class Batch:
             move(self.answer),
             self.tasks,
             move(self.evidence),
+            move(self.answer_part),
+            move(self.evidence_part),
         )
 
 
@@ -57,7 +61,9 @@ class DataConfig:
     retrieval_weight: float = 0.0
     # where the retrieval loss looks: "answer" (every answer position) or "first" (only the position that
     # predicts the first answer token, where multi-key's key alone decides: at later positions the value
-    # written so far finds its own chunk, and their easy losses hid the first one's — run 8)
+    # written so far finds its own chunk, and their easy losses hid the first one's — run 8), or "part"
+    # (the first token of each reference, asking for that reference's own evidence: several contrasts
+    # per row from multi-query, multi-value and vt rows — run 9)
     retrieval_at: str = "answer"
     question_own_doc: bool = True  # the question starts a new document (the product's layout: the SWA
     # cannot see the context); False continues the last context document, as the GPU probe trained
@@ -119,9 +125,13 @@ class BatchMaker:
                 seqs.append((row_kind, self.lm_row(rng, seq_len + 1, split)))
             else:
                 seqs.append((row_kind, self.task_row(row_kind, sample_seed, rng, seq_len + 1)))
-        tokens, weights, docs, answer, evidence = (np.stack([s[i] for _, s in seqs]) for i in range(5))
+        tokens, weights, docs, answer, evidence, answer_part, evidence_part = (
+            np.stack([s[i] for _, s in seqs]) for i in range(7)
+        )
         tokens, docs = torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(docs.astype(np.int64))
-        weights, answer, evidence = (torch.from_numpy(a) for a in (weights, answer, evidence))
+        weights, answer, evidence, answer_part, evidence_part = (
+            torch.from_numpy(a) for a in (weights, answer, evidence, answer_part, evidence_part)
+        )
         return Batch(
             tokens[:, :-1],
             tokens[:, 1:],
@@ -130,11 +140,13 @@ class BatchMaker:
             answer[:, 1:],
             [k for k, _ in seqs],
             evidence[:, :-1],
+            answer_part[:, 1:],
+            evidence_part[:, :-1],
         )
 
     def lm_row(self, rng: random.Random, n: int, split: str) -> tuple[np.ndarray, ...]:
         """n tokens of whole corpus documents from random sources, each with its EOT (the last cut);
-        like task_row: tokens, weights, document ids, answer and evidence masks (none here)."""
+        like task_row: tokens, weights, document ids, answer and evidence masks and parts (none here)."""
         parts, doc_ids, used = [], [], 0
         while used < n:
             source = rng.choices(self.lm_sources, self.lm_shares)[0]
@@ -155,14 +167,15 @@ class BatchMaker:
                 doc_ids.append(np.full(n - used, len(doc_ids)))
                 weights = np.zeros(n, dtype=np.float32)
                 weights[:used] = 1.0
-                none = np.zeros(n, dtype=bool)
-                return np.concatenate(parts), weights, np.concatenate(doc_ids), none, none
-        tokens, none = np.concatenate(parts), np.zeros(n, dtype=bool)
-        return tokens, np.ones(n, dtype=np.float32), np.concatenate(doc_ids), none, none
+                none, no_part = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int16)
+                return np.concatenate(parts), weights, np.concatenate(doc_ids), none, none, no_part, no_part
+        tokens, none, no_part = np.concatenate(parts), np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int16)
+        return tokens, np.ones(n, dtype=np.float32), np.concatenate(doc_ids), none, none, no_part, no_part
 
     def task_row(self, task: str, seed: int, rng: random.Random, n: int) -> tuple[np.ndarray, ...]:
         """A task sample, then its answer and END, padded to n tokens; the question is its own document.
-        Returns tokens, weights, document ids, the answer mask and the evidence mask."""
+        Returns tokens, weights, document ids, the answer mask, the evidence mask, and the references'
+        first tokens and evidence numbered by reference (Batch.answer_part, Batch.evidence_part)."""
         options = {
             k: rng.choice(v) if isinstance(v, list) else v for k, v in self.cfg.options.get(task, {}).items()
         }
@@ -203,4 +216,25 @@ class BatchMaker:
         evidence = np.zeros(n, dtype=bool)
         for start, end in sample.evidence:
             evidence[start:end] = True
-        return tokens, weights, doc_ids, answer, evidence
+        answer_part, evidence_part = np.zeros(n, dtype=np.int16), np.zeros(n, dtype=np.int16)
+        for i, (first, spans) in enumerate(self._parts(sample, target), 1):
+            answer_part[a0 + first] = i
+            for start, end in spans:
+                evidence_part[start:end] = i
+        return tokens, weights, doc_ids, answer, evidence, answer_part, evidence_part
+
+    def _parts(self, sample: Sample, target: list[int]) -> list[tuple[int, list[tuple[int, int]]]]:
+        """(index in target of the reference's first token, its evidence) per reference; a whole answer
+        without parts is one. A reference whose tokens do not start at a token boundary is left out."""
+        if sample.parts is None:
+            return [(0, sample.evidence)]
+        out, at = [], 0
+        for ref, spans in zip(sample.answers, sample.parts, strict=True):
+            found = sample.answer.find(ref, at)
+            if found < 0:
+                continue
+            before = self.tokenizer.encode(sample.answer[:found])
+            if target[: len(before)] == before:
+                out.append((len(before), spans))
+            at = found + len(ref)
+        return out

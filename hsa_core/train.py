@@ -248,17 +248,25 @@ def loss_and_stats(logits: torch.Tensor, batch: Batch, answer_weight: float) -> 
     return loss, stats
 
 
-def retrieval_positions(answer: torch.Tensor, at: str = "answer") -> torch.Tensor:
-    """The positions (B, T) the retrieval loss probes: every answer position, or each row's first."""
+def retrieval_positions(
+    answer: torch.Tensor, at: str = "answer", answer_part: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The positions (B, T) the retrieval loss probes: every answer position, each row's first, or the
+    first of each reference (answer_part > 0: Batch.answer_part)."""
     if at == "answer":
         return answer
     if at == "first":
         return answer & ~torch.cat([torch.zeros_like(answer[:, :1]), answer[:, :-1]], 1)
-    raise ValueError(f"data.retrieval_at must be 'answer' or 'first', got {at!r}")
+    if at == "part" and answer_part is not None:
+        return answer_part > 0
+    raise ValueError(f"data.retrieval_at must be 'answer', 'first' or 'part' (with answer_part), got {at!r}")
 
 
 def retrieval_loss(
-    probe: RetrievalProbe, evidence: torch.Tensor, chunk_size: int
+    probe: RetrievalProbe,
+    evidence: torch.Tensor,
+    chunk_size: int,
+    parts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Per row: −log of the retrieval softmax's mass on the evidence chunks, over every chunk a probed
     position can see, averaged over the row's probed positions, the HSA groups and the KV heads.
@@ -268,11 +276,18 @@ def retrieval_loss(
     Selection is top-k of these same scores, so this teaches the query to rank the evidence first —
     including among needles of the same shape, where the answer alone gave too weak a signal to make
     the key matter. Rows weigh the same whatever their answer's length: averaged over positions, the
-    long answers of multi-value and vt rows drowned the one-number multi-key rows (docs/retrofit.md)."""
+    long answers of multi-value and vt rows drowned the one-number multi-key rows (docs/retrofit.md).
+    parts = (Batch.answer_part, Batch.evidence_part): each probed position's evidence is only that of
+    the reference it starts."""
     B, T = probe.mask.shape
     C = probe.landmarks.shape[1]
     rows, pos = probe.mask.nonzero(as_tuple=True)
-    chunks = evidence[:, : C * chunk_size].reshape(B, C, chunk_size).any(-1)[rows]  # (N, C)
+    if parts is None:
+        chunks = evidence[:, : C * chunk_size].reshape(B, C, chunk_size).any(-1)[rows]  # (N, C)
+    else:
+        answer_part, evidence_part = parts
+        own = evidence_part[rows, : C * chunk_size] == answer_part[rows, pos][:, None]
+        chunks = (own & (evidence_part[rows, : C * chunk_size] > 0)).reshape(-1, C, chunk_size).any(-1)
     visible = (torch.arange(C, device=pos.device) + 1) * chunk_size <= pos[:, None]  # as Retrieval sees
     target = chunks & visible
     keep = target.any(-1)
@@ -458,7 +473,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
             for group in model.groups:
                 group.hsa.direct = direct
             probe = (
-                RetrievalProbe(retrieval_positions(batch.answer, cfg.data.retrieval_at))
+                RetrievalProbe(retrieval_positions(batch.answer, cfg.data.retrieval_at, batch.answer_part))
                 if cfg.data.retrieval_weight
                 else None
             )
@@ -466,7 +481,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
                 logits = forward(batch.inputs, batch.doc_ids, probe=probe)
             loss, stats = loss_and_stats(logits, batch, cfg.data.answer_weight)
             if probe is not None:
-                per_row = retrieval_loss(probe, batch.evidence, model_cfg.chunk_size)
+                parts = (batch.answer_part, batch.evidence_part) if cfg.data.retrieval_at == "part" else None
+                per_row = retrieval_loss(probe, batch.evidence, model_cfg.chunk_size, parts)
                 if per_row is not None:
                     values, rows = per_row
                     loss = loss + cfg.data.retrieval_weight * values.mean()

@@ -74,6 +74,20 @@ def test_evidence_spans_hold_the_answer(task, env, tokenizer):
         assert all(ref in evidence for ref in sample.answers)
 
 
+@pytest.mark.parametrize("task", ["niah_multikey", "niah_multivalue", "niah_multiquery", "vt"])
+def test_each_reference_has_its_own_needle(task, env, tokenizer):
+    """Sample.parts: the needle behind each reference, for a retrieval loss per reference."""
+    sample = make_sample(task, 4096, seed=3, env=env)
+    ctx = sample.context_ids()
+    assert len(sample.parts) == len(sample.answers) and sum(map(len, sample.parts)) == len(sample.evidence)
+    for ref, spans in zip(sample.answers, sample.parts, strict=True):
+        text = " ".join(tokenizer.decode(ctx[s:e].tolist()) for s, e in spans).strip()
+        if task == "vt":  # the statement that assigns the name
+            assert text.startswith(f"VAR {ref} = ")
+        else:
+            assert ref in text and not any(o in text for o in sample.answers if o != ref)
+
+
 @pytest.mark.parametrize(
     "task", ["passkey", "niah_single", "vt", "babi_qa5", "docqa_wiki", "docqa_dictionary"]
 )

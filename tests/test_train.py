@@ -217,22 +217,9 @@ def test_retrieval_loss_scores_the_evidence_chunks_and_training_lowers_it(tmp_pa
     batch = maker.batch(0, 4, 96, mix={"passkey": 1.0})
     probe = RetrievalProbe(batch.answer)
     model(batch.inputs, batch.doc_ids, probe=probe)
-    S, C = model.cfg.chunk_size, probe.landmarks.shape[1]
+    S = model.cfg.chunk_size
     values, rows = retrieval_loss(probe, batch.evidence, S)
-    expected: dict[int, list[torch.Tensor]] = {}  # row → per position, the mean over groups and heads
-    for n, (b, t) in enumerate(zip(*(x.tolist() for x in batch.answer.nonzero(as_tuple=True)), strict=True)):
-        seen = [c for c in range(C) if (c + 1) * S <= t]
-        hit = [i for i, c in enumerate(seen) if batch.evidence[b, c * S : (c + 1) * S].any()]
-        if not hit:
-            continue
-        terms = []
-        for q in probe.queries:
-            for h in range(q.shape[1]):
-                scores = torch.stack([q[n, h] @ probe.landmarks[b, c, h] for c in seen]) / q.shape[-1] ** 0.5
-                terms.append(-torch.log(scores.softmax(0)[hit].sum()))
-        expected.setdefault(b, []).append(torch.stack(terms).mean())
-    assert rows.tolist() == sorted(expected)
-    torch.testing.assert_close(values, torch.stack([torch.stack(expected[b]).mean() for b in rows.tolist()]))
+    _assert_retrieval_loss(values, rows, probe, S, lambda b, t, chunk: bool(batch.evidence[b, chunk].any()))
     lm_only = RetrievalProbe(torch.zeros_like(batch.answer))
     model(batch.inputs, batch.doc_ids, probe=lm_only)
     assert retrieval_loss(lm_only, batch.evidence, S) is None  # nothing probed: no term
@@ -253,6 +240,62 @@ def test_retrieval_loss_scores_the_evidence_chunks_and_training_lowers_it(tmp_pa
     )
     after = held_out_loss(load_model(tmp_path / "run" / "model"))
     assert after < before - 0.2, (before, after)
+
+
+def _assert_retrieval_loss(values, rows, probe, S, is_target) -> None:
+    """retrieval_loss's (values, rows) against a direct computation: per probed position (b, t), −log of
+    the softmax mass on the visible chunks that is_target(b, t, chunk slice) picks, the mean over groups
+    and heads; then per row the mean over its positions."""
+    C = probe.landmarks.shape[1]
+    expected: dict[int, list[torch.Tensor]] = {}
+    for n, (b, t) in enumerate(zip(*(x.tolist() for x in probe.mask.nonzero(as_tuple=True)), strict=True)):
+        seen = [c for c in range(C) if (c + 1) * S <= t]
+        hit = [i for i, c in enumerate(seen) if is_target(b, t, slice(c * S, (c + 1) * S))]
+        if not hit:
+            continue
+        terms = []
+        for q in probe.queries:
+            for h in range(q.shape[1]):
+                scores = torch.stack([q[n, h] @ probe.landmarks[b, c, h] for c in seen]) / q.shape[-1] ** 0.5
+                terms.append(-torch.log(scores.softmax(0)[hit].sum()))
+        expected.setdefault(b, []).append(torch.stack(terms).mean())
+    assert rows.tolist() == sorted(expected)
+    torch.testing.assert_close(values, torch.stack([torch.stack(expected[b]).mean() for b in rows.tolist()]))
+
+
+def test_retrieval_at_part_asks_each_reference_for_its_own_needle(tmp_path):
+    """retrieval_at = "part": one probed position per value of a multi-query answer, the one that predicts
+    the value's first token, whose evidence is that value's needle alone; training runs with it."""
+    data = replace(_cfg().data, retrieval_weight=1.0, retrieval_at="part", mix={"niah_multiquery": 1.0})
+    options = {"niah_multiquery": {"value_kind": "number"}}
+    cfg = _cfg(
+        data=replace(data, options=options), max_steps=3, batch_tokens=512, curriculum=[Stage(1.0, 256)]
+    )
+    model, tokenizer = build_model(cfg), load_tokenizer(cfg)
+    batch = make_batch_maker(cfg, model.cfg.window).batch(0, 2, 256)
+    positions = retrieval_positions(batch.answer, "part", batch.answer_part)
+    assert positions.sum(1).tolist() == [4, 4]
+    for b, t in zip(*(x.tolist() for x in positions.nonzero(as_tuple=True)), strict=True):
+        value = tokenizer.decode(batch.targets[b, t : t + 7].tolist())
+        part = batch.answer_part[b, t]
+        assert value.isdigit() and value in tokenizer.decode(
+            batch.inputs[b][batch.evidence_part[b] == part].tolist()
+        )
+        others = (batch.evidence_part[b] > 0) & (batch.evidence_part[b] != part)
+        assert value not in tokenizer.decode(batch.inputs[b][others].tolist())
+    probe = RetrievalProbe(positions)
+    model(batch.inputs, batch.doc_ids, probe=probe)
+    S = model.cfg.chunk_size
+    values, rows = retrieval_loss(probe, batch.evidence, S, (batch.answer_part, batch.evidence_part))
+
+    def own(b: int, t: int, chunk: slice) -> bool:
+        return bool((batch.evidence_part[b, chunk] == batch.answer_part[b, t]).any())
+
+    _assert_retrieval_loss(values, rows, probe, S, own)
+    train(cfg, tmp_path / "run", log=lambda _: None)
+    assert "niah_multiquery" in _log(tmp_path / "run")[-1]["retrieval"]
+    with pytest.raises(ValueError, match="retrieval_at"):
+        retrieval_positions(batch.answer, "part")  # needs the parts
 
 
 def test_retrieval_positions_first_keeps_each_rows_first_answer_position():

@@ -39,6 +39,9 @@ class Sample:
     answers: list[str]  # references: a correct answer contains every one (case-insensitive)
     evidence: list[tuple[int, int]]
     eot: int = EOT  # the document separator of the tokenizer that made the sample
+    # the evidence of each reference, in `answers` order (None: all of it backs the whole answer), so a
+    # retrieval loss can ask each reference's first token for its own needle (hsa_core/data.py)
+    parts: list[list[tuple[int, int]]] | None = None
 
     def context_ids(self) -> np.ndarray:
         parts = [p for d in self.documents for p in (d, np.array([self.eot], dtype=np.int32))]
@@ -197,15 +200,19 @@ class TaskEnv:
         answers: list[str],
         rng: random.Random,
         depths: list[float] | None = None,
+        parts: list[list[int]] | None = None,
     ) -> Sample:
         """A sample whose context is one haystack document holding the needles (texts, in order);
-        `evidence` names the needles that support the answer."""
+        `evidence` names the needles that support the answer, `parts` those behind each reference."""
         prompt = self.prompt(question)
         ids = [self.ids(" " + n.strip()) for n in needles]
         depths = depths if depths is not None else sorted(rng.random() for _ in needles)
         doc, spans = self.haystack(kind, length - len(prompt) - 1, ids, depths, rng)
         evidence_spans = [spans[i] for i in evidence]
-        return Sample(task, [doc], question, prompt, answer, answers, evidence_spans, self.tokenizer.eot_id)
+        part_spans = [[spans[i] for i in p] for p in parts] if parts else None
+        return Sample(
+            task, [doc], question, prompt, answer, answers, evidence_spans, self.tokenizer.eot_id, part_spans
+        )
 
     def documents_around(
         self,

@@ -73,6 +73,9 @@ def niah(
     # the answer lists several keys' values in the question's order, several values of one key in the
     # order they appear: an order a reader can follow (a shuffled one makes the target unlearnable)
     answers = [v for k, v in ([pairs[i] for i in order] if variant == "multivalue" else pairs) if k in asked]
+    # each reference's needle (its place in the document): multi-value lists its values in document order
+    multivalue = variant == "multivalue"
+    parts = [[j] for j in range(len(pairs))] if multivalue else [[order.index(i)] for i in evidence]
     key_text = asked[0] if len(asked) == 1 else ", ".join(asked[:-1]) + " and " + asked[-1]
     question = pick(rng, QUESTIONS, template).format(kinds=kinds, key=key_text)
     return env.single_document(
@@ -85,4 +88,5 @@ def niah(
         ", ".join(answers),
         answers,
         rng,
+        parts=parts,
     )

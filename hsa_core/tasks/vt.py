@@ -54,4 +54,5 @@ def vt(
         " ".join(asked),
         list(asked),
         rng,
+        parts=[[e] for e in evidence],  # the statement that assigns each name, in the chain's order
     )
