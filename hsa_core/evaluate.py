@@ -49,6 +49,14 @@ def score(task: str, answer: str, references: list[str]) -> float:
     return sum(r.strip().lower() in text for r in references) / len(references)
 
 
+def strict_score(task: str, answer: str, references: list[str], distractors: list[str]) -> float:
+    """The score, but zero when the answer also names a distractor (a value the question did not ask
+    for): RULER credits a multi-key answer that lists every key's value, a reader would not."""
+    text = answer.lower()
+    named = any(re.search(rf"\b{re.escape(d.strip().lower())}\b", text) for d in distractors)
+    return 0.0 if named else score(task, answer, references)
+
+
 @dataclass
 class SampleResult:
     task: str
@@ -59,6 +67,7 @@ class SampleResult:
     accuracy: float
     evidence_recall: float
     seconds: float
+    strict: float
 
 
 @dataclass
@@ -69,6 +78,7 @@ class Result:
     accuracy: float
     evidence_recall: float
     seconds: float  # mean per sample: encoding the context and answering
+    strict_accuracy: float | None = None  # strict_score's mean; None in results older than it
 
 
 def evidence_rows(sample: Sample, chunk_size: int) -> set[int]:
@@ -148,6 +158,7 @@ def evaluate(
                     score(task, answer, sample.answers),
                     recall,
                     seconds,
+                    strict_score(task, answer, sample.answers, sample.distractors),
                 )
                 per.append(r)
                 if on_sample:
@@ -160,6 +171,7 @@ def evaluate(
                     sum(r.accuracy for r in per) / len(per),
                     sum(r.evidence_recall for r in per) / len(per),
                     sum(r.seconds for r in per) / len(per),
+                    sum(r.strict for r in per) / len(per),
                 )
             )
     return results
@@ -172,19 +184,23 @@ def write_json(results: list[Result], path: Path, meta: dict | None = None) -> N
 
 
 def table(results: list[Result]) -> str:
-    """A Markdown table: one row per task, accuracy (evidence recall) per length."""
+    """A Markdown table: one row per task, accuracy (evidence recall) per length, and the strict
+    accuracy where it is lower (an answer also named a value that was not asked for)."""
     lengths = sorted({r.length for r in results})
     tasks = list(dict.fromkeys(r.task for r in results))
     cell = {(r.task, r.length): r for r in results}
+
+    def text(r: Result) -> str:
+        base = f"{r.accuracy:.0%} ({r.evidence_recall:.0%})"
+        lower = r.strict_accuracy is not None and r.strict_accuracy < r.accuracy
+        return base + (f" strict {r.strict_accuracy:.0%}" if lower else "")
+
     lines = [
         "| task | " + " | ".join(format_length(n) for n in lengths) + " |",
         "|---" * (len(lengths) + 1) + "|",
     ]
     for t in tasks:
-        cells = [
-            f"{cell[t, n].accuracy:.0%} ({cell[t, n].evidence_recall:.0%})" if (t, n) in cell else "–"
-            for n in lengths
-        ]
+        cells = [text(cell[t, n]) if (t, n) in cell else "–" for n in lengths]
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

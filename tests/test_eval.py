@@ -15,6 +15,7 @@ from hsa_core.evaluate import (
     parse_length,
     plot,
     score,
+    strict_score,
     table,
     write_json,
 )
@@ -45,6 +46,34 @@ def test_score(task, answer, refs, expected):
     assert score(task, answer, refs) == expected
 
 
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("7654321", 1.0),
+        ("7654321, 1234567, 2222222", 0.0),  # every key's value: RULER's credit, not the strict one
+        ("12345678, 7654321", 1.0),  # a distractor only inside a longer number is not named
+        ("1234567", 0.0),
+    ],
+)
+def test_strict_score_refuses_answers_that_name_a_distractor(answer, expected):
+    refs, distractors = ["7654321"], ["1234567", "2222222", "2345678"]
+    assert score("niah_multikey", answer, refs) == float("7654321" in answer)
+    assert strict_score("niah_multikey", answer, refs, distractors) == expected
+
+
+@pytest.mark.parametrize("task", ["niah_multikey", "vt"])
+def test_distractors_are_the_values_not_asked_for(env, task):
+    options = {"vt": {"chains": 2}}.get(task, {})
+    s = make_sample(task, 2048, seed=5, env=env, **options)
+    context = env.tokenizer.decode(s.context_ids().tolist())
+    assert s.distractors and not set(s.distractors) & set(s.answers)
+    assert all(d in context for d in s.distractors)
+    assert strict_score(task, s.answer, s.answers, s.distractors) == 1.0
+    assert strict_score(task, s.answer + " " + s.distractors[0], s.answers, s.distractors) == 0.0
+    single = make_sample("niah_multivalue", 2048, seed=5, env=env)
+    assert single.distractors == []  # every value is asked for
+
+
 def test_evidence_rows_follow_documents_encoded_one_by_one():
     docs = [np.zeros(10, np.int32), np.zeros(20, np.int32), np.zeros(5, np.int32)]  # chunks: 2, 3, 1 of S=8
     # context: doc0 [0,11) doc1 [11,32) doc2 [32,38); evidence in doc1 at offsets 7..17 → its chunks 0..2
@@ -72,10 +101,10 @@ def test_table_json_and_plot(tmp_path):
     results = [
         Result("passkey", 4096, 10, 1.0, 1.0, 0.5),
         Result("passkey", 16384, 10, 0.9, 0.95, 1.5),
-        Result("vt", 4096, 10, 0.4, 0.5, 0.6),
+        Result("vt", 4096, 10, 0.4, 0.5, 0.6, strict_accuracy=0.1),
     ]
     text = table(results)
-    assert "| passkey | 100% (100%) | 90% (95%) |" in text and "| vt | 40% (50%) | – |" in text
+    assert "| passkey | 100% (100%) | 90% (95%) |" in text and "| vt | 40% (50%) strict 10% | – |" in text
     write_json(results, tmp_path / "r.json", {"model": "x"})
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["model"] == "x"

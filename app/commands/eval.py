@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="long-context evaluation",
         description="Build each task's samples at each length, encode the context into memory (one "
         "document at a time, in segments), ask, and score. Prints a task × length table of accuracy "
-        "(evidence recall); writes results.json and accuracy.png to --out.",
+        "(evidence recall), and the strict accuracy where lower (the answer also named a value that was not "
+        "asked for); writes results.json and accuracy.png to --out.",
     )
     p.add_argument(
         "--tasks",
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     def on_sample(r) -> None:
         print(
             f"  {r.task} {format_length(r.length)} seed {r.seed}: {r.accuracy:.0%} "
-            f"(evidence {r.evidence_recall:.0%}, {r.seconds:.1f} s) {r.answer!r} vs {r.references}",
+            + (f"strict {r.strict:.0%} " if r.strict < r.accuracy else "")
+            + f"(evidence {r.evidence_recall:.0%}, {r.seconds:.1f} s) {r.answer!r} vs {r.references}",
             file=sys.stderr,
         )
 

@@ -6,7 +6,7 @@ followed by EOT, the document separator) plus the question prompt add up to the 
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -42,6 +42,9 @@ class Sample:
     # the evidence of each reference, in `answers` order (None: all of it backs the whole answer), so a
     # retrieval loss can ask each reference's first token for its own needle (hsa_core/data.py)
     parts: list[list[tuple[int, int]]] | None = None
+    # values in the context that answer something not asked (another key's value): the strict score
+    # counts an answer that names one as wrong, as a reader would (hsa_core/evaluate.py)
+    distractors: list[str] = field(default_factory=list)
 
     def context_ids(self) -> np.ndarray:
         parts = [p for d in self.documents for p in (d, np.array([self.eot], dtype=np.int32))]
@@ -201,6 +204,7 @@ class TaskEnv:
         rng: random.Random,
         depths: list[float] | None = None,
         parts: list[list[int]] | None = None,
+        distractors: list[str] | None = None,
     ) -> Sample:
         """A sample whose context is one haystack document holding the needles (texts, in order);
         `evidence` names the needles that support the answer, `parts` those behind each reference."""
@@ -211,7 +215,16 @@ class TaskEnv:
         evidence_spans = [spans[i] for i in evidence]
         part_spans = [[spans[i] for i in p] for p in parts] if parts else None
         return Sample(
-            task, [doc], question, prompt, answer, answers, evidence_spans, self.tokenizer.eot_id, part_spans
+            task,
+            [doc],
+            question,
+            prompt,
+            answer,
+            answers,
+            evidence_spans,
+            self.tokenizer.eot_id,
+            part_spans,
+            distractors or [],
         )
 
     def documents_around(

@@ -89,4 +89,5 @@ def niah(
         answers,
         rng,
         parts=parts,
+        distractors=[v for k, v in pairs if k not in asked],
     )

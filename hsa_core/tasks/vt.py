@@ -55,4 +55,5 @@ def vt(
         list(asked),
         rng,
         parts=[[e] for e in evidence],  # the statement that assigns each name, in the chain's order
+        distractors=[name for vars_, _ in statements[1:] for name in vars_],
     )
