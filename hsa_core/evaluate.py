@@ -206,7 +206,8 @@ def table(results: list[Result]) -> str:
 
 
 def plot(results: list[Result], path: Path, title: str = "") -> None:
-    """Accuracy against context length (log axis), one line per task."""
+    """Accuracy against context length (log axis), one line per task; dashed, the strict accuracy where
+    it is lower."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,7 +216,17 @@ def plot(results: list[Result], path: Path, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for task in dict.fromkeys(r.task for r in results):
         rs = sorted((r for r in results if r.task == task), key=lambda r: r.length)
-        ax.plot([r.length for r in rs], [100 * r.accuracy for r in rs], marker="o", label=task)
+        line = ax.plot([r.length for r in rs], [100 * r.accuracy for r in rs], marker="o", label=task)[0]
+        if any(r.strict_accuracy is not None and r.strict_accuracy < r.accuracy for r in rs):
+            strict = [100 * (r.accuracy if r.strict_accuracy is None else r.strict_accuracy) for r in rs]
+            ax.plot(
+                [r.length for r in rs],
+                strict,
+                ls="--",
+                marker="x",
+                color=line.get_color(),
+                label=f"{task}, strict",
+            )
     ax.set_xscale("log", base=2)
     lengths = sorted({r.length for r in results})
     ax.set_xticks(lengths, [format_length(n) for n in lengths])

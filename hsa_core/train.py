@@ -166,14 +166,15 @@ def _override(raw: dict, item: str) -> None:
     node[last] = parsed
 
 
-GROWING = {"landmark_mean"}  # HSAConfig fields that add parts to a trained model (init) without changing it
+# HSAConfig fields that add parts to a trained model (init) without changing what it computes
+GROWING = {"landmark_mean", "enc_layers"}
 
 
 def build_model(cfg: TrainConfig) -> HSAModel:
     """A preset with random weights and the configured tokenizer, or (preset "smollm2") the pretrained
     base retrofitted with HSA parts that start as identities (hsa_core/smollm2.py), or (init) a trained
     model to fine-tune, shapes and tokenizer included, grown by [model] overrides that only add parts
-    (e.g. landmark_mean). A retrofit's base trains only with train_base."""
+    (landmark_mean, more enc_layers). A retrofit's base trains only with train_base."""
     if cfg.init:
         model = load_model(cfg.init)
         if cfg.model:
@@ -208,6 +209,10 @@ def _grown(model: HSAModel, cfg: TrainConfig) -> HSAModel:
     _, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     if unexpected:
         raise ValueError(f"init = {cfg.init!r}: [model] {cfg.model} would drop its weights {unexpected}")
+    with torch.no_grad():  # encoder layers added on top pass their input through until trained
+        for layer in grown.encoder.layers[model.cfg.enc_layers :]:
+            layer.attn.wo.weight.zero_()
+            layer.mlp.w_down.weight.zero_()
     grown.tokenizer = model.tokenizer
     return grown
 

@@ -13,5 +13,7 @@ if __name__ == "__main__":
     source, target = sys.argv[1:3]
     data = json.loads(Path(source).read_text())
     fields = ("task", "length", "samples", "accuracy", "evidence_recall", "seconds")
-    results = [Result(**{k: r[k] for k in fields}) for r in data["results"]]
+    results = [
+        Result(**{k: r[k] for k in fields}, strict_accuracy=r.get("strict_accuracy")) for r in data["results"]
+    ]
     plot(results, Path(target), title=f"{data.get('model', '')}: accuracy against context length")

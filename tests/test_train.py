@@ -309,20 +309,25 @@ def test_retrieval_positions_first_keeps_each_rows_first_answer_position():
         retrieval_positions(answer, "last")
 
 
-def test_init_grown_by_landmark_mean_computes_what_it_computed(tmp_path):
-    """A trained model fine-tuned with a new part (landmark_mean, zero at the start) keeps its weights
-    and its outputs; overrides that would change a shape are refused, naming the setting."""
+@pytest.mark.parametrize("growth", [{"landmark_mean": True}, {"enc_layers": 3}])
+def test_init_grown_computes_what_it_computed(tmp_path, growth):
+    """A trained model fine-tuned with new parts (landmark_mean's zero projection, encoder layers that
+    pass their input through) keeps its weights and its outputs; overrides that would change a shape
+    or drop weights are refused, naming the setting."""
     trained = build_model(_cfg())
     save_model(trained, tmp_path / "init")
-    grown = build_model(_cfg(init=str(tmp_path / "init"), model={"landmark_mean": True}))
-    assert grown.cfg.landmark_mean and grown.encoder.mean_proj is not None
+    grown = build_model(_cfg(init=str(tmp_path / "init"), model=growth))
+    new = grown.encoder.mean_proj if "landmark_mean" in growth else grown.encoder.layers[-1].mlp.w_down
+    assert len(grown.encoder.layers) == growth.get("enc_layers", trained.cfg.enc_layers)
     ids = torch.randint(0, trained.cfg.vocab_size, (2, 48))
     with torch.no_grad():
         torch.testing.assert_close(grown.eval()(ids), trained.eval()(ids))
-        grown.encoder.mean_proj.weight.normal_()  # once trained, the term changes the landmarks
+        new.weight.normal_()  # once trained, the new part changes the landmarks
         assert not torch.allclose(grown(ids), trained(ids))
     with pytest.raises(ValueError, match="d_model"):
         build_model(_cfg(init=str(tmp_path / "init"), model={"d_model": 32}))
+    with pytest.raises(ValueError, match="drop its weights"):
+        build_model(_cfg(init=str(tmp_path / "init"), model={"enc_layers": 0}))
 
 
 def test_configs_parse():
