@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue #6: fine-tune the shipped reader (configs/hsa-small-ft.toml plus --set overrides) on one GPU, then
 # evaluate it as docs/results.md does: multi-key, multi-value and vt at 1M (n=30, seed 93000: n=10 misled
-# by up to 47 points; 48 tokens: four 7-digit values need 34), pass key and single needle at 16M (seed 95000) and 32M (seed 96000), N samples each;
-# last, a bf16 copy to ship.
+# by up to 47 points; 48 new tokens: four 7-digit values need 34), pass key and single needle at 16M
+# (seed 95000) and 32M (seed 96000), N samples each; last, a bf16 copy to ship.
 # Start it in the background so the device call can return, one run per GPU:
 #   GPU=0 setsid nohup bash scripts/gpu/finetune_eval.sh NAME --set data.retrieval_weight=1.0 > /tmp/NAME.log 2>&1 &
 set -euo pipefail
