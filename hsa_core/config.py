@@ -30,6 +30,16 @@ class HSAConfig:
     # landmark += W·norm(mean of the chunk's input states), W zero at the start: the input states hold a
     # needle's key that the summary drops (scripts/key_probe.py; docs/training-notes.md, run 8)
     landmark_mean: bool = False
+    # a lexical part appended to every landmark: which hashed token bins the chunk holds (lexical_dim
+    # bins, 0 = none), scored against the bins of the query's last lexical_window tokens, each weighted
+    # per token (init: IDF); its gate starts at zero. Selection alone never learnt to match a needle's key
+    # (docs/training-notes.md, runs 7-11); shared words are what keyword search ranks by.
+    lexical_dim: int = 0
+    lexical_window: int = 32
+    # a token from which on, within its document, tokens join no lexical query (-1: none): the prompt's
+    # ANSWER marker, so the lexical part searches with the question's words and not with the answer's,
+    # which would pull back the chunk of the value just written (docs/training-notes.md, run 11)
+    lexical_stop: int = -1
     residual: str = "bypass"  # x + MLP(norm(x) + norm(hsa)) | x + hsa + MLP(norm(x + hsa))
     weights: str = "softmax"  # chunk weights over the top-k: softmax | stick_breaking (most recent first)
     gumbel: float = 1.0  # scale of the Gumbel noise added to selection scores in training (0 = off)
@@ -54,11 +64,24 @@ class HSAConfig:
             )
         if self.top_k < 1 or self.chunk_size < 1 or self.window < 1:
             raise ValueError("top_k, chunk_size and window must be positive")
+        if self.lexical_dim < 0 or self.lexical_window < 1:
+            raise ValueError("lexical_dim must be ≥ 0 and lexical_window ≥ 1")
+
+    @property
+    def dense_dim(self) -> int:
+        """Per-KV-head width of the learnt part of landmarks and queries (norm(CLS) split per head)."""
+        return self.d_model // self.hsa_kv_heads
 
     @property
     def landmark_dim(self) -> int:
-        """Per-KV-head width of landmarks and retrieval queries (the landmark is norm(CLS) split per head)."""
-        return self.d_model // self.hsa_kv_heads
+        """Per-KV-head width of landmarks and retrieval queries: the learnt part, then the lexical bins."""
+        return self.dense_dim + self.lexical_dim
+
+    @property
+    def select_lag(self) -> int:
+        """Tokens a chunk waits after it completes before a position may select it: with a lexical part,
+        a chunk overlapping the query's own window would match the query's words in itself."""
+        return self.lexical_window - 1 if self.lexical_dim else 0
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "HSAConfig":

@@ -32,6 +32,9 @@ class State:
     lower: list[WindowCache]
     upper: list[WindowCache]
     pending: torch.Tensor  # (B, r, d) mid-layer states of the chunk not yet complete (r < S)
+    pending_ids: torch.Tensor  # (B, r) their token ids
+    recent: torch.Tensor  # (B, lexical_window - 1) the last token ids (-1: none yet) for lexical queries
+    stopped: torch.Tensor  # (B, 1) bool: HSAConfig.lexical_stop seen, later tokens join no lexical query
     landmarks: torch.Tensor  # (B, Co, Hkv, Dl) the sequence's completed chunks
     k: torch.Tensor  # (B, Co, S, Hkv, D)
     v: torch.Tensor
@@ -54,6 +57,8 @@ class RetrievalProbe:
     mask: torch.Tensor  # (B, T) bool: the positions to probe
     queries: list[torch.Tensor] = field(default_factory=list)  # per group (N, Hkv, Dl), N = mask.sum()
     landmarks: torch.Tensor | None = None  # (B, C, Hkv, Dl)
+    scale: float = 1.0  # of the scores q·landmark, as Retrieval scales them
+    lag: int = 0  # HSAConfig.select_lag: chunk c is visible from position (c+1)·S + lag
 
 
 class HSAModel(nn.Module):
@@ -90,20 +95,32 @@ class HSAModel(nn.Module):
                 state.lower[i] = cache
         return x
 
-    def _chunks(self, h: torch.Tensor, state: State | None):
-        """Encode the chunks that h (B, T, d) completes, after any pending states of the last call."""
+    def _chunks(self, h: torch.Tensor, ids: torch.Tensor, state: State | None):
+        """Encode the chunks that h (B, T, d) of ids (B, T) completes, after any pending states of the last
+        call."""
         S = self.cfg.chunk_size
         if state is not None:
-            h = torch.cat([state.pending, h], 1)
+            h, ids = torch.cat([state.pending, h], 1), torch.cat([state.pending_ids, ids], 1)
         B, T, d = h.shape
         n = T // S
         if state is not None:
-            state.pending = h[:, n * S :]
-        lmk, k, v = self.encoder(h[:, : n * S].reshape(B * n, S, d))
+            state.pending, state.pending_ids = h[:, n * S :], ids[:, n * S :]
+        lmk, k, v = self.encoder(h[:, : n * S].reshape(B * n, S, d), ids[:, : n * S].reshape(B * n, S))
         return lmk.view(B, n, *lmk.shape[1:]), k.view(B, n, *k.shape[1:]), v.view(B, n, *v.shape[1:])
 
     def _upper(
-        self, x, doc, rope, positions, own, memory: MemoryView | None, state, selections, top_k, probe
+        self,
+        x,
+        doc,
+        rope,
+        positions,
+        own,
+        memory: MemoryView | None,
+        state,
+        selections,
+        top_k,
+        probe,
+        lexical,
     ):
         own_lmk, own_k, own_v = own
         B = x.shape[0]
@@ -111,7 +128,8 @@ class HSAModel(nn.Module):
         n_ext = ext_lmk.shape[0] if ext_lmk is not None else 0
         j = 0
         for group in self.groups:
-            indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk, top_k)
+            bags = group.retrieval.bags(*lexical, x.shape[1]) if lexical else None
+            indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk, top_k, bags)
             k, v, local = own_k, own_v, indices
             if n_ext:
                 # gather only the external chunks some token picked; renumber indices into [ext | own]
@@ -130,7 +148,9 @@ class HSAModel(nn.Module):
                 selections.indices.append(indices)
                 selections.weights.append(weights)
             if probe is not None:
-                probe.queries.append(group.retrieval.query(x[probe.mask]))
+                probe.queries.append(
+                    group.retrieval.query(x[probe.mask], bags[probe.mask] if lexical else None)
+                )
             x = group.hsa(x, k, v, local, weights, self.backend)
             for block in group.blocks:
                 x, cache = block(x, rope, doc, state.upper[j] if state else None)
@@ -138,6 +158,26 @@ class HSAModel(nn.Module):
                     state.upper[j] = cache
                 j += 1
         return x
+
+    def _lexical_ids(self, input_ids, doc, state: State | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ids (B, ≥T) whose windows make the lexical queries of input_ids' positions and their
+        document ids: from the lexical stop token of its document on a token is -1 (joins nothing); with a
+        state, the stream's last tokens come first and the window ignores documents."""
+        stop = input_ids == self.cfg.lexical_stop
+        seen = stop.long().cumsum(1)
+        if doc is not None:  # count stops from each document's start only
+            start = torch.ones_like(stop)
+            start[:, 1:] = doc[:, 1:] != doc[:, :-1]
+            before = torch.where(start, seen - stop.long(), torch.zeros_like(seen)).cummax(1).values
+            seen = seen - before
+        after = seen > 0  # the stop token itself included
+        if state is None:
+            return torch.where(after, -1, input_ids), doc
+        after = after | state.stopped
+        state.stopped = state.stopped | stop.any(1, keepdim=True)
+        ids = torch.cat([state.recent, torch.where(after, -1, input_ids)], 1)
+        state.recent = ids[:, ids.shape[1] - state.recent.shape[1] :]
+        return ids, None
 
     # -- public paths -----------------------------------------------------------------------------
 
@@ -167,7 +207,10 @@ class HSAModel(nn.Module):
         positions = torch.arange(p0, p0 + T, device=input_ids.device)
         rope = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
         x = self._lower(input_ids, doc_ids, rope, state)
-        new = self._chunks(x, state)
+        new = self._chunks(x, input_ids, state)
+        lexical = None  # the ids whose last lexical_window tokens make each position's lexical query
+        if cfg.lexical_dim:
+            lexical = self._lexical_ids(input_ids, doc_ids, state)
         if state is not None:
             state.landmarks = torch.cat([state.landmarks, new[0]], 1)
             state.k, state.v = torch.cat([state.k, new[1]], 1), torch.cat([state.v, new[2]], 1)
@@ -176,8 +219,8 @@ class HSAModel(nn.Module):
         else:
             own = new
         if probe is not None:
-            probe.landmarks = own[0]
-        x = self._upper(x, doc_ids, rope, positions, own, memory, state, selections, top_k, probe)
+            probe.landmarks, probe.scale, probe.lag = own[0], cfg.dense_dim**-0.5, cfg.select_lag
+        x = self._upper(x, doc_ids, rope, positions, own, memory, state, selections, top_k, probe, lexical)
         if last_only:
             x = x[:, -1:]
         return F.linear(self.norm(x), self.embed.weight)
@@ -192,6 +235,9 @@ class HSAModel(nn.Module):
             lower=[empty() for _ in self.lower],
             upper=[empty() for g in self.groups for _ in g.blocks],
             pending=z(0, cfg.d_model),
+            pending_ids=torch.zeros(batch, 0, dtype=torch.long, device=p.device),
+            recent=torch.full((batch, cfg.lexical_window - 1 if cfg.lexical_dim else 0), -1, device=p.device),
+            stopped=torch.zeros(batch, 1, dtype=torch.bool, device=p.device),
             landmarks=z(0, Hkv, cfg.landmark_dim),
             k=z(0, S, Hkv, cfg.head_dim),
             v=z(0, S, Hkv, cfg.head_dim),
@@ -221,7 +267,7 @@ class HSAModel(nn.Module):
             ids = input_ids[None, s0 : s0 + segment]
             positions = torch.arange(s0, s0 + ids.shape[1], device=ids.device)
             rope = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
-            parts.append(self._chunks(self._lower(ids, None, rope, state), state))
+            parts.append(self._chunks(self._lower(ids, None, rope, state), ids, state))
         lmk, k, v = (torch.cat([p[i][0] for p in parts]) for i in range(3))
         return ChunkMemory(lmk, k, v)
 
@@ -251,7 +297,7 @@ class HSAModel(nn.Module):
         )[None]
         positions = torch.arange(packed.shape[1], device=device)
         rope = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
-        lmk, k, v = (t[0] for t in self._chunks(self._lower(packed, doc, rope, None), None))
+        lmk, k, v = (t[0] for t in self._chunks(self._lower(packed, doc, rope, None), packed, None))
         rows = torch.arange(max(counts, default=0), device=device)
         per_doc = zip(lmk.split(counts), k.split(counts), v.split(counts), counts, strict=True)
         return [ChunkMemory(lm, kd, vd, rows[:n]) for lm, kd, vd, n in per_doc]

@@ -8,23 +8,41 @@ import torch.nn.functional as F
 
 from hsa_core.config import HSAConfig
 from hsa_core.layers import RMSNorm
+from hsa_core.lexical import window_bags
 from kernels.select import select_chunks
 
 MASKED = -1e4  # stands in for -inf inside the weights so an all-empty row has no NaN gradient
+LEXICAL_GAIN = 10.0  # the lexical gate's step per unit of parameter: Adam moves it about lr a step
 
 
 class Retrieval(nn.Module):
-    """Retrieval query = Linear(RMSNorm(x)), split per KV head of the chunk memory."""
+    """Retrieval query = Linear(RMSNorm(x)), split per KV head of the chunk memory; with a lexical part,
+    then gate·(weighted bins of the last tokens), the gate per KV head starting at zero."""
 
     def __init__(self, cfg: HSAConfig):
         super().__init__()
         self.cfg = cfg
         self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.wq = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.landmark_dim, bias=False)
+        self.wq = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.dense_dim, bias=False)
+        self.lex_weight = nn.Parameter(torch.ones(cfg.vocab_size)) if cfg.lexical_dim else None
+        self.lex_gate = nn.Parameter(torch.zeros(cfg.hsa_kv_heads)) if cfg.lexical_dim else None
 
-    def query(self, x: torch.Tensor) -> torch.Tensor:
-        """Retrieval queries (..., Hkv, Dl) of hidden states x (..., d)."""
-        return self.wq(self.norm(x)).unflatten(-1, (self.cfg.hsa_kv_heads, self.cfg.landmark_dim))
+    def bags(self, ids: torch.Tensor, doc: torch.Tensor | None, T: int) -> torch.Tensor:
+        """The lexical bins (B, T, lexical_dim) of the last T positions of ids (B, ≥T): see window_bags."""
+        cfg = self.cfg
+        return window_bags(ids, self.lex_weight.float(), cfg.lexical_dim, cfg.lexical_window, doc)[:, -T:]
+
+    def query(self, x: torch.Tensor, bags: torch.Tensor | None = None) -> torch.Tensor:
+        """Retrieval queries (..., Hkv, Dl) of hidden states x (..., d) and, with a lexical part, their
+        positions' bags (..., lexical_dim)."""
+        cfg = self.cfg
+        q = self.wq(self.norm(x)).unflatten(-1, (cfg.hsa_kv_heads, cfg.dense_dim))
+        if not cfg.lexical_dim:
+            return q
+        # scores are scaled by 1/√dense_dim for the learnt part; the lexical part is not
+        gate = self.lex_gate * (LEXICAL_GAIN * math.sqrt(cfg.dense_dim))
+        lexical = bags.float()[..., None, :] * gate[:, None]
+        return torch.cat([q, lexical.to(q.dtype)], -1)
 
     def forward(
         self,
@@ -33,18 +51,21 @@ class Retrieval(nn.Module):
         own_landmarks: torch.Tensor,
         ext_landmarks: torch.Tensor | None = None,
         top_k: int | None = None,
+        bags: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Select chunks for every token (top_k: the config's unless given).
 
         x (B, T, d); positions (T,) of the tokens in their own sequence; own_landmarks (B, Co, Hkv, Dl)
-        are the sequence's chunks (chunk c visible iff position ≥ (c+1)·S); ext_landmarks (Ce, Hkv, Dl)
-        an external memory, always visible. Returns indices and weights (B, T, Hkv, k): indices count
-        external chunks first, then own chunks (Ce + c); -1 marks an empty slot (weight 0).
+        are the sequence's chunks (chunk c visible iff position ≥ (c+1)·S + select_lag); ext_landmarks
+        (Ce, Hkv, Dl) an external memory, always visible; bags (B, T, lexical_dim) the lexical part's.
+        Returns indices and weights (B, T, Hkv, k): indices count external chunks first, then own chunks
+        (Ce + c); -1 marks an empty slot (weight 0).
         """
         cfg = self.cfg
         top_k = top_k or cfg.top_k
-        q = self.query(x)
-        scale = 1.0 / math.sqrt(cfg.landmark_dim)
+        q = self.query(x, bags)
+        positions = positions - cfg.select_lag
+        scale = 1.0 / math.sqrt(cfg.dense_dim)
         if x.is_cuda:
             return self._select_fused(q, positions, own_landmarks, ext_landmarks, scale, top_k)
         own = torch.einsum("bthd,bchd->bthc", q, own_landmarks.to(q.dtype)) * scale

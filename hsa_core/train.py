@@ -24,6 +24,7 @@ from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR, is_retrofit, load_mod
 from hsa_core.config import HSAConfig
 from hsa_core.corpus import Corpus
 from hsa_core.data import Batch, BatchMaker, DataConfig
+from hsa_core.lexical import idf
 from hsa_core.model import HSAModel, RetrievalProbe
 from hsa_core.tokenizer import Tokenizer
 
@@ -60,6 +61,9 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader processes building batches
     compile: bool = False  # torch.compile the model
     train_base: bool = True  # preset "smollm2": also adapt the base's weights (False: only the new parts)
+    # learning rate of the lexical part's gates and per-token weights, as a multiple of lr: at lr they
+    # moved 0.1 of their IDF start in a fine-tune (docs/training-notes.md, run 11)
+    lexical_lr_scale: float = 1.0
     # residual "bypass": over this fraction of max_steps a direct path x + g·o fades from g = 1 to 0, so
     # the bypass starts reading as the standard residual does; the trained model is a pure bypass
     bypass_anneal: float = 0.0
@@ -167,7 +171,7 @@ def _override(raw: dict, item: str) -> None:
 
 
 # HSAConfig fields that add parts to a trained model (init) without changing what it computes
-GROWING = {"landmark_mean", "enc_layers"}
+GROWING = {"landmark_mean", "enc_layers", "lexical_dim", "lexical_window", "lexical_stop"}
 
 
 def build_model(cfg: TrainConfig) -> HSAModel:
@@ -187,6 +191,8 @@ def build_model(cfg: TrainConfig) -> HSAModel:
         tokenizer = load_tokenizer(cfg)
         model = HSAModel(HSAConfig.preset(cfg.preset, **{"vocab_size": tokenizer.vocab_size, **cfg.model}))
         model.tokenizer = tokenizer
+        if model.cfg.lexical_dim:
+            _start_lexical(model, cfg)
     if getattr(model, "base", None):
         from hsa_core.smollm2 import is_base_parameter
 
@@ -214,7 +220,20 @@ def _grown(model: HSAModel, cfg: TrainConfig) -> HSAModel:
             layer.attn.wo.weight.zero_()
             layer.mlp.w_down.weight.zero_()
     grown.tokenizer = model.tokenizer
+    if grown.cfg.lexical_dim and not model.cfg.lexical_dim:
+        _start_lexical(grown, cfg)
     return grown
+
+
+def _start_lexical(model: HSAModel, cfg: TrainConfig) -> None:
+    """A new lexical part's per-token weights start at the corpus's IDF (ones without a corpus): common
+    words start weak, and words the training tasks never ask about keep a sensible weight."""
+    if not cfg.corpus:
+        return
+    weights = idf(cfg.corpus, model.cfg.vocab_size, model.cfg.chunk_size)
+    with torch.no_grad():
+        for group in model.groups:
+            group.retrieval.lex_weight.copy_(weights)
 
 
 def make_batch_maker(cfg: TrainConfig, window: int) -> BatchMaker:
@@ -293,14 +312,14 @@ def retrieval_loss(
         answer_part, evidence_part = parts
         own = evidence_part[rows, : C * chunk_size] == answer_part[rows, pos][:, None]
         chunks = (own & (evidence_part[rows, : C * chunk_size] > 0)).reshape(-1, C, chunk_size).any(-1)
-    visible = (torch.arange(C, device=pos.device) + 1) * chunk_size <= pos[:, None]  # as Retrieval sees
+    visible = (torch.arange(C, device=pos.device) + 1) * chunk_size + probe.lag <= pos[:, None]  # as selected
     target = chunks & visible
     keep = target.any(-1)
     if not keep.any():
         return None
     rows = rows[keep]
     landmarks = probe.landmarks[rows].float()  # (n, C, Hkv, Dl)
-    scale = landmarks.shape[-1] ** -0.5
+    scale = probe.scale
     per_position = 0.0
     for q in probe.queries:
         scores = torch.einsum("nhd,nchd->nhc", q[keep].float(), landmarks) * scale
@@ -356,10 +375,14 @@ def evaluate(model: HSAModel, maker: BatchMaker, cfg: TrainConfig, device: torch
 
 def configure_optimizer(model: HSAModel, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW over the trainable parameters, weight decay on matrices and embeddings only (nanoGPT)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    lexical = [p for n, p in named if ".lex_" in n]
+    params = [p for n, p in named if ".lex_" not in n]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if lexical:
+        groups.append({"params": lexical, "weight_decay": 0.0, "lr_scale": cfg.lexical_lr_scale})
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
 
 
@@ -472,7 +495,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = True, stop_at: int | None 
                 raise RuntimeError(f"data out of order: got step {batch_step}, expected {step}")
             lr = cfg.lr_at(step)
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             batch = batch.to(device)
             direct = cfg.direct_at(step)
             for group in model.groups:

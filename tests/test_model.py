@@ -21,9 +21,17 @@ def ids(n: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(5, V, (n,), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(scope="module")
-def model() -> HSAModel:
-    return make()
+@pytest.fixture(scope="module", params=["dense", "lexical"])
+def model(request) -> HSAModel:
+    """The test preset, and the same with a lexical part whose gate is open (hsa_core/lexical.py)."""
+    if request.param == "dense":
+        return make()
+    m = make(lexical_dim=16, lexical_window=5)
+    with torch.no_grad():
+        for group in m.groups:
+            group.retrieval.lex_gate.fill_(0.1)
+            group.retrieval.lex_weight.uniform_(0.5, 2.0)
+    return m
 
 
 def test_forward_shapes_and_backward_are_fast(model):
@@ -49,21 +57,23 @@ def test_causal(model, t):
 
 
 def test_a_token_selects_only_completed_earlier_chunks(model):
-    S, k = model.cfg.chunk_size, model.cfg.top_k
+    """... and, with a lexical part, only chunks completed select_lag tokens ago (none inside its window)."""
+    S, k, lag = model.cfg.chunk_size, model.cfg.top_k, model.cfg.select_lag
     sel = Selections(0)
     with torch.no_grad():
         model(ids(100)[None], selections=sel)
     pos = torch.arange(100)[None, :, None, None]
     for idx in sel.indices:
         chosen = idx >= 0
-        assert ((idx + 1) * S <= pos)[chosen].all(), "a token picked its own or a later chunk"
-        n_visible = (pos // S).expand_as(idx)
+        assert ((idx + 1) * S + lag <= pos)[chosen].all(), "a token picked its own or a later chunk"
+        n_visible = ((pos - lag) // S).clamp(min=0).expand_as(idx)
         assert (chosen.sum(-1) == n_visible[..., 0].clamp(max=k)).all(), "visible chunks left unpicked"
-        assert not chosen[0, :S].any()  # the first chunk's tokens see nothing
+        assert not chosen[0, : S + lag].any()  # the first chunk's tokens see nothing
 
 
 def test_question_after_document_equals_question_against_its_memory(model):
-    S = model.cfg.chunk_size
+    """From select_lag tokens into the question on, when the document's last chunk is selectable."""
+    S, lag = model.cfg.chunk_size, model.cfg.select_lag
     doc, question = ids(6 * S, seed=3), ids(S - 2, seed=4)
     doc_ids = torch.cat([torch.zeros(doc.numel()), torch.ones(question.numel())]).long()[None]
     with torch.no_grad():
@@ -71,7 +81,7 @@ def test_question_after_document_equals_question_against_its_memory(model):
         memory = model.encode_memory(doc)
         alone = model(question[None], memory=memory)[0]
         without = model(question[None])[0]
-    torch.testing.assert_close(alone, full, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(alone[lag:], full[lag:], rtol=1e-4, atol=1e-4)
     assert not torch.allclose(without, full, atol=1e-3), "the memory made no difference"
 
 
@@ -198,7 +208,8 @@ def test_top_k_can_be_set_per_call(model):
         with torch.no_grad():
             model(x, selections=sel, top_k=k)
         assert all(idx.shape[-1] == k for idx in sel.indices)
-        assert ((sel.indices[0] >= 0).sum(-1) == (torch.arange(96) // 8).clamp(max=k)[None, :, None]).all()
+        visible = ((torch.arange(96) - model.cfg.select_lag) // 8).clamp(0, k)
+        assert ((sel.indices[0] >= 0).sum(-1) == visible[None, :, None]).all()
     steps = list(model.generate(ids(5), memory=model.encode_memory(ids(64)), max_new_tokens=2, top_k=3))
     assert all(layer.ids.shape[-1] == 3 for step in steps for layer in step.layers)
 

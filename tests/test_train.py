@@ -309,21 +309,30 @@ def test_retrieval_positions_first_keeps_each_rows_first_answer_position():
         retrieval_positions(answer, "last")
 
 
-@pytest.mark.parametrize("growth", [{"landmark_mean": True}, {"enc_layers": 3}])
+@pytest.mark.parametrize("growth", [{"landmark_mean": True}, {"enc_layers": 3}, {"lexical_dim": 32}])
 def test_init_grown_computes_what_it_computed(tmp_path, growth):
     """A trained model fine-tuned with new parts (landmark_mean's zero projection, encoder layers that
-    pass their input through) keeps its weights and its outputs; overrides that would change a shape
-    or drop weights are refused, naming the setting."""
+    pass their input through, a lexical part with its gate shut) keeps its weights and its answers over
+    a memory; overrides that would change a shape or drop weights are refused, naming the setting."""
     trained = build_model(_cfg())
     save_model(trained, tmp_path / "init")
     grown = build_model(_cfg(init=str(tmp_path / "init"), model=growth))
-    new = grown.encoder.mean_proj if "landmark_mean" in growth else grown.encoder.layers[-1].mlp.w_down
+    new = {
+        "landmark_mean": lambda: grown.encoder.mean_proj.weight,
+        "enc_layers": lambda: grown.encoder.layers[-1].mlp.w_down.weight,
+        "lexical_dim": lambda: grown.groups[0].retrieval.lex_gate,
+    }[next(iter(growth))]()
     assert len(grown.encoder.layers) == growth.get("enc_layers", trained.cfg.enc_layers)
-    ids = torch.randint(0, trained.cfg.vocab_size, (2, 48))
+    doc = torch.randint(0, trained.cfg.vocab_size, (160,))
+    question = torch.randint(0, trained.cfg.vocab_size, (1, trained.cfg.chunk_size - 1))
+
+    def answer(m):
+        return m.eval()(question, memory=m.encode_memory(doc))
+
     with torch.no_grad():
-        torch.testing.assert_close(grown.eval()(ids), trained.eval()(ids))
-        new.weight.normal_()  # once trained, the new part changes the landmarks
-        assert not torch.allclose(grown(ids), trained(ids))
+        torch.testing.assert_close(answer(grown), answer(trained))
+        new.normal_()  # once trained, the new part changes the landmarks or the queries
+        assert not torch.allclose(answer(grown), answer(trained))
     with pytest.raises(ValueError, match="d_model"):
         build_model(_cfg(init=str(tmp_path / "init"), model={"d_model": 32}))
     with pytest.raises(ValueError, match="drop its weights"):
@@ -365,3 +374,16 @@ def test_held_out_rows_follow_the_last_stage_gap_and_a_stopped_run_reports_them(
     assert [r["step"] for r in log] == [1, 2] and "val_loss" in log[-1] and "val_loss" not in log[0]
     # two steps teach no reading, and the run says so
     assert log[-1]["val_acc"]["passkey"] == 0 and "has not learned to read" in messages[-1]
+
+
+def test_the_lexical_part_learns_at_its_own_rate(tmp_path):
+    """lexical_lr_scale multiplies the learning rate of the lexical gates and per-token weights only, and
+    training moves them."""
+    cfg = _cfg(max_steps=2, model={"lexical_dim": 16}, lexical_lr_scale=5.0)
+    train(cfg, tmp_path, log=lambda _: None)
+    groups = torch.load(tmp_path / "ckpt.pt", weights_only=False)["optimizer"]["param_groups"]
+    lexical = [g for g in groups if "lr_scale" in g]
+    assert len(lexical) == 1 and len(lexical[0]["params"]) == 2 * len(build_model(cfg).groups)
+    assert all(g["lr"] * 5.0 == pytest.approx(lexical[0]["lr"]) for g in groups if g is not lexical[0])
+    trained = load_model(tmp_path / "model")
+    assert (trained.groups[0].retrieval.lex_weight != 1.0).any()

@@ -2,7 +2,8 @@
 # Issue #6: fine-tune the shipped reader (configs/hsa-small-ft.toml plus --set overrides) on one GPU, then
 # evaluate it as docs/results.md does: multi-key, multi-value and vt at 1M (n=30, seed 93000: n=10 misled
 # by up to 47 points; 48 new tokens: four 7-digit values need 34), pass key and single needle at 16M
-# (seed 95000) and 32M (seed 96000), N samples each; last, a bf16 copy to ship.
+# (seed 95000) and 32M (seed 96000), N samples each (LONG=0 skips these: a screening run); last, a bf16
+# copy to ship.
 # Start it in the background so the device call can return, one run per GPU:
 #   GPU=0 setsid nohup bash scripts/gpu/finetune_eval.sh NAME --set data.retrieval_weight=1.0 > /tmp/NAME.log 2>&1 &
 set -euo pipefail
@@ -16,8 +17,10 @@ ev() {  # LENGTH TASKS SEED MAX_TOKENS
     --tasks "$2" --samples "${N:-20}" --seed "$3" --max-tokens "$4" 2> "runs/$name/eval-$1.log" | grep '^|' || true
 }
 N=30 ev 1m niah_multikey,niah_multivalue,vt 93000 48
-ev 16m passkey,niah_single 95000 24
-ev 32m passkey,niah_single 96000 24
+if [ "${LONG:-1}" = 1 ]; then
+  ev 16m passkey,niah_single 95000 24
+  ev 32m passkey,niah_single 96000 24
+fi
 python3 - "$name" <<'PY'
 import sys
 import torch
