@@ -40,6 +40,7 @@ class HSAConfig:
     # ANSWER marker, so the lexical part searches with the question's words and not with the answer's,
     # which would pull back the chunk of the value just written (docs/training-notes.md, run 11)
     lexical_stop: int = -1
+    lexical_resume: int = -1  # and a token from which tokens join again: the next turn's QUESTION marker
     residual: str = "bypass"  # x + MLP(norm(x) + norm(hsa)) | x + hsa + MLP(norm(x + hsa))
     weights: str = "softmax"  # chunk weights over the top-k: softmax | stick_breaking (most recent first)
     gumbel: float = 1.0  # scale of the Gumbel noise added to selection scores in training (0 = off)

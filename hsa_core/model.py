@@ -34,7 +34,7 @@ class State:
     pending: torch.Tensor  # (B, r, d) mid-layer states of the chunk not yet complete (r < S)
     pending_ids: torch.Tensor  # (B, r) their token ids
     recent: torch.Tensor  # (B, lexical_window - 1) the last token ids (-1: none yet) for lexical queries
-    stopped: torch.Tensor  # (B, 1) bool: HSAConfig.lexical_stop seen, later tokens join no lexical query
+    stopped: torch.Tensor  # (B, 1) bool: the stream is between a lexical_stop and a lexical_resume token
     landmarks: torch.Tensor  # (B, Co, Hkv, Dl) the sequence's completed chunks
     k: torch.Tensor  # (B, Co, S, Hkv, D)
     v: torch.Tensor
@@ -161,20 +161,23 @@ class HSAModel(nn.Module):
 
     def _lexical_ids(self, input_ids, doc, state: State | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The ids (B, ≥T) whose windows make the lexical queries of input_ids' positions and their
-        document ids: from the lexical stop token of its document on a token is -1 (joins nothing); with a
-        state, the stream's last tokens come first and the window ignores documents."""
-        stop = input_ids == self.cfg.lexical_stop
-        seen = stop.long().cumsum(1)
-        if doc is not None:  # count stops from each document's start only
-            start = torch.ones_like(stop)
+        document ids: from a lexical_stop token (the stop included) to the next lexical_resume token or
+        the document's end a token is -1 (joins nothing); with a state, the stream's last tokens come
+        first and the window ignores documents."""
+        cfg = self.cfg
+        t = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        last_stop = torch.where(input_ids == cfg.lexical_stop, t, -1).cummax(1).values
+        last_resume = torch.where(input_ids == cfg.lexical_resume, t, -1).cummax(1).values
+        if doc is not None:  # marks before the position's document count nothing
+            start = torch.ones_like(doc, dtype=torch.bool)
             start[:, 1:] = doc[:, 1:] != doc[:, :-1]
-            before = torch.where(start, seen - stop.long(), torch.zeros_like(seen)).cummax(1).values
-            seen = seen - before
-        after = seen > 0  # the stop token itself included
+            doc_start = torch.where(start, t, 0).cummax(1).values
+            last_stop = torch.where(last_stop >= doc_start, last_stop, -1)
+        after = last_stop > last_resume
         if state is None:
             return torch.where(after, -1, input_ids), doc
-        after = after | state.stopped
-        state.stopped = state.stopped | stop.any(1, keepdim=True)
+        after = after | (state.stopped & (last_stop < 0) & (last_resume < 0))  # no mark yet in this call
+        state.stopped = after[:, -1:]
         ids = torch.cat([state.recent, torch.where(after, -1, input_ids)], 1)
         state.recent = ids[:, ids.shape[1] - state.recent.shape[1] :]
         return ids, None

@@ -170,15 +170,15 @@ def _override(raw: dict, item: str) -> None:
     node[last] = parsed
 
 
-# HSAConfig fields that add parts to a trained model (init) without changing what it computes
-GROWING = {"landmark_mean", "enc_layers", "lexical_dim", "lexical_window", "lexical_stop"}
+# HSAConfig fields a fine-tune (init) may set: parts that start as no change, and the lexical part's settings
+GROWING = {"landmark_mean", "enc_layers", "lexical_dim", "lexical_window", "lexical_stop", "lexical_resume"}
 
 
 def build_model(cfg: TrainConfig) -> HSAModel:
     """A preset with random weights and the configured tokenizer, or (preset "smollm2") the pretrained
     base retrofitted with HSA parts that start as identities (hsa_core/smollm2.py), or (init) a trained
     model to fine-tune, shapes and tokenizer included, grown by [model] overrides that only add parts
-    (landmark_mean, more enc_layers). A retrofit's base trains only with train_base."""
+    (landmark_mean, more enc_layers, a lexical part). A retrofit's base trains only with train_base."""
     if cfg.init:
         model = load_model(cfg.init)
         if cfg.model:
@@ -191,8 +191,8 @@ def build_model(cfg: TrainConfig) -> HSAModel:
         tokenizer = load_tokenizer(cfg)
         model = HSAModel(HSAConfig.preset(cfg.preset, **{"vocab_size": tokenizer.vocab_size, **cfg.model}))
         model.tokenizer = tokenizer
-        if model.cfg.lexical_dim:
-            _start_lexical(model, cfg)
+    if model.cfg.lexical_dim and not cfg.init:  # a new lexical part (grown ones start in _grown)
+        _start_lexical(model, cfg)
     if getattr(model, "base", None):
         from hsa_core.smollm2 import is_base_parameter
 

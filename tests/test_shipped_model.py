@@ -6,6 +6,7 @@ import torch
 from hsa_core import load_model
 from hsa_core.evaluate import evidence_rows, run_sample, score
 from hsa_core.tasks import TaskEnv, make_sample
+from hsa_core.tokenizer import ANSWER, QUESTION
 
 
 @pytest.fixture(scope="module")
@@ -14,9 +15,11 @@ def model():
 
 
 def test_loads_as_the_card_says(model):
-    assert model.num_parameters() == 16_279_808
+    assert model.num_parameters() == 16_296_194
     assert model.cfg.residual == "standard" and model.cfg.top_k == 8 and model.cfg.chunk_size == 64
     assert model.cfg.landmark_mean
+    assert (model.cfg.lexical_dim, model.cfg.lexical_window) == (1024, 32)
+    assert (model.cfg.lexical_stop, model.cfg.lexical_resume) == (ANSWER, QUESTION)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # bf16 on disk, fp32 on the CPU
 
 
