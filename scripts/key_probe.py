@@ -28,6 +28,7 @@ def main() -> None:
     n, length = (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) > 3 else (300, 1024)
     model = load_model(name)
     tok, S = model.tokenizer, model.cfg.chunk_size
+    D = model.cfg.dense_dim  # the learnt part of landmarks and queries, without any lexical bins
     env = TaskEnv(tok, None, window=model.cfg.window)
     embed = model.embed.weight.float()
 
@@ -55,10 +56,10 @@ def main() -> None:
         with torch.no_grad():
             model(ids, probe=probe)
         at = [find_sub(ctx.tolist(), tok.encode(" " + key)) for key in keys]  # each key's first token
-        needles["landmark"].append(torch.stack([probe.landmarks[0, p // S, 0] for p in at]))
+        needles["landmark"].append(torch.stack([probe.landmarks[0, p // S, 0, :D] for p in at]))
         needles["chunk mean"].append(torch.stack([lower[0][p // S].mean(0) for p in at]))
         needles["key token"].append(torch.stack([lower[0][p // S, p % S] for p in at]))
-        queries.append(torch.stack([q[0, 0].float() for q in probe.queries]))
+        queries.append(torch.stack([q[0, 0, :D].float() for q in probe.queries]))
         targets.append(keys.index(asked))
         candidates.append(torch.stack([key_vector(k) for k in keys]))
     Q, C = torch.stack(queries), torch.stack(candidates)  # (N, G, D), (N, 4, E)

@@ -34,6 +34,7 @@ def main() -> None:
     if model.encoder.mean_proj is None:
         sys.exit("the model has no landmark_mean term to fit")
     tok, S = model.tokenizer, model.cfg.chunk_size
+    D = model.cfg.dense_dim  # the learnt part of landmarks and queries, without any lexical bins
     env = TaskEnv(tok, None, window=model.cfg.window)
     lower = []
     model.encoder.register_forward_hook(lambda _m, args, _out: lower.append(args[0]))
@@ -61,9 +62,9 @@ def main() -> None:
         for a, b in s.evidence:
             evidence[a // S : min((b - 1) // S + 1, C)] = True
         needles = torch.tensor([find_sub(ctx, tok.encode(" " + k)) // S for k in keys])
-        queries = torch.stack([q[0, 0].float() for q in probe.queries])
+        queries = torch.stack([q[0, 0, :D].float() for q in probe.queries])
         cache.append(
-            (queries, probe.landmarks[0, :C, 0].float(), means, evidence, needles, keys.index(asked))
+            (queries, probe.landmarks[0, :C, 0, :D].float(), means, evidence, needles, keys.index(asked))
         )
     print(f"{len(cache)} samples of {length} tokens cached in {time.time() - t0:.0f} s")
     cut = int(0.8 * len(cache))
