@@ -137,6 +137,11 @@ def test_the_shipped_retrofit_loads_by_name_and_retrieves():
     model = load_model("smollm2-hsa")
     assert model.num_parameters() > 149e6 and model.cfg.window == 512
     assert model.groups[0].hsa.wo.weight.abs().sum() > 0  # trained, not the identity of "smollm2"
+    # its lexical part stops at the end of the question's turn and resumes at the next user turn
+    tok, cfg = model.tokenizer, model.cfg
+    prompt = tok.prompt("What is the pass key?")
+    assert cfg.lexical_dim and cfg.lexical_stop == tok.end_id and cfg.lexical_resume in prompt
+    assert tok.hf.id_to_token(cfg.lexical_resume) == "user"
     env = TaskEnv(model.tokenizer, window=model.cfg.window)
     right = 0
     for seed in range(2):
