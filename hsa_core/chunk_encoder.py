@@ -1,13 +1,13 @@
 """The chunking layer: each chunk of S hidden states, with a learned CLS appended, through a small
 bidirectional encoder; the CLS output becomes the chunk's landmark, the S token outputs its K/V. With a
-lexical part, the landmark ends with the bins of the chunk's tokens (hsa_core/lexical.py)."""
+lexical part, the landmark ends with the bins of the chunk's tokens or words (hsa_core/lexical.py)."""
 
 import torch
 import torch.nn as nn
 
 from hsa_core.config import HSAConfig
 from hsa_core.layers import Block, RMSNorm, rope_angles
-from hsa_core.lexical import chunk_bins
+from hsa_core.lexical import chunk_bins, chunk_word_bins
 
 
 class ChunkEncoder(nn.Module):
@@ -24,9 +24,10 @@ class ChunkEncoder(nn.Module):
         self.wv = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.head_dim, bias=False)
 
     def forward(
-        self, h: torch.Tensor, ids: torch.Tensor | None = None
+        self, h: torch.Tensor, ids: torch.Tensor | None = None, table: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """h (N, S, d) chunks and their token ids (N, S) → landmarks (N, Hkv, Dl), k and v (N, S, Hkv, D)."""
+        """h (N, S, d) chunks and their token ids (N, S) → landmarks (N, Hkv, Dl), k and v (N, S, Hkv, D);
+        table (V,): lexical.word_pieces, for lexical_words."""
         cfg = self.cfg
         N, S, d = h.shape
         if N == 0:  # no chunk completed (most decode steps): CUDA's SDPA returns None on an empty batch
@@ -44,7 +45,10 @@ class ChunkEncoder(nn.Module):
             landmarks = landmarks + self.mean_proj(self.mean_norm(h.mean(1)))
         landmarks = landmarks.view(N, cfg.hsa_kv_heads, cfg.dense_dim)
         if cfg.lexical_dim:
-            bins = chunk_bins(ids, cfg.lexical_dim).to(landmarks.dtype)
+            if cfg.lexical_words:
+                bins = chunk_word_bins(ids, table, cfg.lexical_dim).to(landmarks.dtype)
+            else:
+                bins = chunk_bins(ids, cfg.lexical_dim).to(landmarks.dtype)
             landmarks = torch.cat([landmarks, bins[:, None].expand(N, cfg.hsa_kv_heads, -1)], -1)
         k = self.wk(tokens).view(N, S, cfg.hsa_kv_heads, cfg.head_dim)
         v = self.wv(tokens).view(N, S, cfg.hsa_kv_heads, cfg.head_dim)

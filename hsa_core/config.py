@@ -7,6 +7,7 @@ from pathlib import Path
 ENCODERS = ("cls_encoder", "meanpool")
 RESIDUALS = ("bypass", "standard")
 WEIGHTINGS = ("softmax", "stick_breaking")
+WORD_PIECES = 8  # with lexical_words, a word's key hashes at most its last 8 pieces
 
 
 @dataclass
@@ -41,6 +42,10 @@ class HSAConfig:
     # which would pull back the chunk of the value just written (docs/training-notes.md, run 11)
     lexical_stop: int = -1
     lexical_resume: int = -1  # and a token from which tokens join again: the next turn's QUESTION marker
+    # bins of whole words (a word's pieces hashed together, weighted per bin) instead of single tokens:
+    # BPE pieces are not words, and on the R FAQ whole words rank the answering page as keyword search
+    # does where token bins do not (scripts/lexical_rank.py; docs/retrofit.md, eleventh session)
+    lexical_words: bool = False
     residual: str = "bypass"  # x + MLP(norm(x) + norm(hsa)) | x + hsa + MLP(norm(x + hsa))
     weights: str = "softmax"  # chunk weights over the top-k: softmax | stick_breaking (most recent first)
     gumbel: float = 1.0  # scale of the Gumbel noise added to selection scores in training (0 = off)
@@ -79,10 +84,18 @@ class HSAConfig:
         return self.dense_dim + self.lexical_dim
 
     @property
+    def lexical_history(self) -> int:
+        """Tokens before a position that its lexical query depends on: the window's, and with word bins
+        the rest of the window's first word (a word's key hashes at most its last WORD_PIECES pieces)."""
+        if not self.lexical_dim:
+            return 0
+        return self.lexical_window - 1 + (WORD_PIECES if self.lexical_words else 0)
+
+    @property
     def select_lag(self) -> int:
         """Tokens a chunk waits after it completes before a position may select it: with a lexical part,
-        a chunk overlapping the query's own window would match the query's words in itself."""
-        return self.lexical_window - 1 if self.lexical_dim else 0
+        a chunk overlapping the query's own reach would match the query's words in itself."""
+        return self.lexical_history
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "HSAConfig":

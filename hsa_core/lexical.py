@@ -5,12 +5,34 @@ A chunk's part marks the bins of the tokens it holds (token id mod `lexical_dim`
 learnt weight per token over its last `lexical_window` tokens into the same bins. Their dot product is the
 weighted count of the query's words the chunk holds, collisions aside: what keyword search ranks by, and
 what the learnt landmark never learnt for a needle's key (docs/training-notes.md, run 11).
+
+With word bins (`lexical_words`) a bin holds a whole word: its pieces (up to WORD_PIECES; a piece that
+starts with a space or follows punctuation or a newline starts a word), lower-cased, hashed together,
+each bin weighted on the query side. A word is counted in a query once it is complete (the next token starts
+another) and while it is being written (the position's own word so far).
 """
+
+import zlib
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from hsa_core.config import WORD_PIECES
 from hsa_core.corpus import Corpus
+
+# odd multipliers of a word's last pieces (the last first), then one to mix the key's bits into a bin
+PIECE_MULTIPLIERS = (
+    0x2545F4914F6CDD1D,
+    0x5851F42D4C957F2D,
+    0x14057B7EF767814F,
+    0x3C6EF372FE94F82B,
+    0x27BB2EE687B0B0FD,
+    0x1B873593CC9E2D51,
+    0x6C62272E07BB0143,
+    0x4CF5AD432745937F,
+)
+MIX = 0x1E3779B97F4A7C15
 
 
 def chunk_bins(ids: torch.Tensor, dim: int) -> torch.Tensor:
@@ -24,13 +46,104 @@ def window_bags(
     """ids (B, T) → (B, T, dim): at each position, the weights of its last `window` tokens (itself included,
     none before its document's start when doc (B, T) is given) summed into their bins. Ids < 0 count
     nothing (an empty history)."""
-    B, T = ids.shape
     valid = ids >= 0
     safe = ids.clamp(min=0)
-    per_token = torch.zeros(B, T, dim, device=ids.device, dtype=weights.dtype)
+    per_token = torch.zeros(*ids.shape, dim, device=ids.device, dtype=weights.dtype)
     per_token.scatter_(2, (safe % dim)[..., None], (weights[safe] * valid)[..., None])
+    return _window_sums(per_token, window, doc)
+
+
+def word_pieces(pieces: Sequence[str]) -> torch.Tensor:
+    """(V,) int64 from a byte-level BPE vocabulary's pieces (Ġ: a space, Ċ: a newline): 0 for a piece with
+    no letter or digit (it separates words), else a hash of its text lower-cased and stripped, negative
+    when the piece starts a word (a space first, or a first character that is not a letter or digit).
+    So " Debian", "Debian" after a newline and " debian" make one word."""
+    codes = []
+    for piece in pieces:
+        text = piece.replace("Ġ", " ").replace("Ċ", "\n")
+        word = text.strip().lower()
+        if not any(c.isalnum() for c in word):
+            codes.append(0)
+            continue
+        code = zlib.crc32(word.encode()) + 1
+        codes.append(-code if not text[:1].isalnum() else code)
+    return torch.tensor(codes, dtype=torch.int64)
+
+
+def word_hashes(
+    ids: torch.Tensor, table: torch.Tensor, doc: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ids (B, T) → a hash (B, T) in [0, 2^31) of the word each position ends so far (its last
+    WORD_PIECES pieces), whether the position starts a word, and whether it is in a word at all (B, T)
+    bool; table (V,) from word_pieces. A piece after a separator, a document's first and the first
+    position start a word; ids < 0 are separators. A word's bin is its hash mod lexical_dim, its weight
+    the per-token weights' entry at its hash mod their size: rarer words keep their own weight where
+    they share a bin."""
+    code = torch.where(ids >= 0, table[ids.clamp(min=0)], 0)
+    word = code != 0
+    start = (code < 0) | ~word | ~_shift(word, 1, False)
+    start[:, 0] = True
+    if doc is not None:
+        start[:, 1:] |= doc[:, 1:] != doc[:, :-1]
+    piece = code.abs()
+    key = torch.zeros_like(piece)
+    inside = torch.ones_like(start)  # the piece k back still belongs to the position's word
+    for k in range(WORD_PIECES):
+        key = key + torch.where(inside, _shift(piece, k, 0) * PIECE_MULTIPLIERS[k], 0)
+        inside = inside & ~_shift(start, k, True)
+    return torch.remainder((key * MIX) >> 32, 2**31), start, word
+
+
+def chunk_word_bins(ids: torch.Tensor, table: torch.Tensor, dim: int) -> torch.Tensor:
+    """ids (N, S) → (N, dim): 1 in the bin of each word the chunk holds (a chunk's first piece starts a
+    word, its last ends one)."""
+    hashes, ends = chunk_words(ids, table)
+    marks = torch.zeros(ids.shape[0], dim + 1, device=ids.device)
+    return marks.scatter_(1, torch.where(ends, hashes % dim, dim), 1.0)[:, :dim]
+
+
+def chunk_words(ids: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids (N, S) → word hashes (N, S) and where a word of the chunk ends (N, S) bool."""
+    hashes, start, word = word_hashes(ids, table)
+    return hashes, torch.cat([start[:, 1:], torch.ones_like(start[:, :1])], 1) & word
+
+
+def window_word_bags(
+    ids: torch.Tensor,
+    weights: torch.Tensor,
+    table: torch.Tensor,
+    dim: int,
+    window: int,
+    doc: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """ids (B, T) → (B, T, dim): at each position, the weights of the words completed in its last
+    `window` tokens (a word completes where the next starts) and of its own word so far, in their bins;
+    nothing before its document's start, nothing for ids < 0."""
+    hashes, start, word = word_hashes(ids, table, doc)
+    weight = weights[hashes % weights.numel()]
+    completed = start & _shift(word, 1, False)  # the word the previous position ended
+    if doc is not None:
+        completed &= doc == _shift(doc, 1, -1)
+    per_token = torch.zeros(*ids.shape, dim, device=ids.device, dtype=weights.dtype)
+    per_token.scatter_(
+        2, _shift(hashes % dim, 1, 0)[..., None], (_shift(weight, 1, 0) * completed)[..., None]
+    )
+    sums = _window_sums(per_token, window, doc)
+    return sums.scatter_add(2, (hashes % dim)[..., None], (weight * word)[..., None])
+
+
+def _shift(x: torch.Tensor, k: int, fill) -> torch.Tensor:
+    """x (B, T) moved k positions later along T, the first k filled."""
+    k = min(k, x.shape[1])
+    return torch.cat([x.new_full((x.shape[0], k), fill), x[:, : x.shape[1] - k]], 1)
+
+
+def _window_sums(per_token: torch.Tensor, window: int, doc: torch.Tensor | None) -> torch.Tensor:
+    """per_token (B, T, dim) → at each position, the sum over its last `window` positions (itself
+    included) within its document."""
+    B, T, dim = per_token.shape
     sums = torch.cat([per_token.new_zeros(B, 1, dim), per_token.cumsum(1)], 1)  # sums[t] = Σ_{i<t}
-    t = torch.arange(T, device=ids.device).expand(B, T)
+    t = torch.arange(T, device=per_token.device).expand(B, T)
     start = (t - window + 1).clamp(min=0)
     if doc is not None:
         boundary = torch.ones_like(doc, dtype=torch.bool)
@@ -40,18 +153,33 @@ def window_bags(
     return sums[:, 1:] - sums.gather(1, start[..., None].expand(B, T, dim))
 
 
-def idf(corpus: str, vocab_size: int, chunk_size: int, max_tokens: int = 20_000_000) -> torch.Tensor:
-    """log((N + 1) / (df + 1)) per token, df counted over the corpus's chunks of chunk_size tokens: the
-    start of the per-token weights, so that words seen everywhere start weak."""
+def idf(
+    corpus: str,
+    size: int,
+    chunk_size: int,
+    max_tokens: int = 20_000_000,
+    table: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log((N + 1) / (df + 1)) per token, or with a word_pieces table per word's weight slot (its hash mod
+    size; size: the vocabulary), df counted over the corpus's chunks of chunk_size tokens: the start of
+    the per-token weights, so that words seen everywhere start weak."""
     c = Corpus(corpus)
-    df = np.zeros(vocab_size)
+    df = np.zeros(size)
     n, budget = 0, max_tokens
     for source in c.sources:
         tokens = c.tokens(source)[:budget].astype(np.int64)
-        chunks = np.sort(tokens[: len(tokens) // chunk_size * chunk_size].reshape(-1, chunk_size), 1)
-        first = np.ones_like(chunks, dtype=bool)
-        first[:, 1:] = chunks[:, 1:] != chunks[:, :-1]
-        df += np.bincount(chunks[first], minlength=vocab_size)[:vocab_size]
+        chunks = tokens[: len(tokens) // chunk_size * chunk_size].reshape(-1, chunk_size)
+        if table is None:
+            chunks = np.sort(chunks, 1)
+            first = np.ones_like(chunks, dtype=bool)
+            first[:, 1:] = chunks[:, 1:] != chunks[:, :-1]
+            df += np.bincount(chunks[first], minlength=size)[:size]
+        else:  # a word's slot, once per chunk where it ends
+            hashes, ends = chunk_words(torch.from_numpy(chunks), table)
+            slots = torch.where(ends, hashes % size, -1).sort(1).values.numpy()
+            first = np.ones_like(slots, dtype=bool)
+            first[:, 1:] = slots[:, 1:] != slots[:, :-1]
+            df += np.bincount(slots[first & (slots >= 0)], minlength=size)[:size]
         n += len(chunks)
         budget -= len(tokens)
         if budget <= 0:

@@ -33,7 +33,7 @@ class State:
     upper: list[WindowCache]
     pending: torch.Tensor  # (B, r, d) mid-layer states of the chunk not yet complete (r < S)
     pending_ids: torch.Tensor  # (B, r) their token ids
-    recent: torch.Tensor  # (B, lexical_window - 1) the last token ids (-1: none yet) for lexical queries
+    recent: torch.Tensor  # (B, lexical_history) the last token ids (-1: none yet) for lexical queries
     stopped: torch.Tensor  # (B, 1) bool: the stream is between a lexical_stop and a lexical_resume token
     landmarks: torch.Tensor  # (B, Co, Hkv, Dl) the sequence's completed chunks
     k: torch.Tensor  # (B, Co, S, Hkv, D)
@@ -71,6 +71,10 @@ class HSAModel(nn.Module):
         self.groups = nn.ModuleList(Group(cfg) for _ in range(cfg.n_groups))
         self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.tokenizer = None  # set by load_model
+        # the tokenizer's pieces as parts of words (lexical.word_pieces), for lexical_words: set from the
+        # tokenizer when the part is made (until then every token is a word of its own)
+        table = -torch.arange(1, cfg.vocab_size + 1) if cfg.lexical_words else None
+        self.register_buffer("word_pieces", table)
         self.backend = "auto"  # kernels.hsa_attention backend
         self.apply(self._init_weights)
         if self.encoder.cls is not None:
@@ -105,7 +109,9 @@ class HSAModel(nn.Module):
         n = T // S
         if state is not None:
             state.pending, state.pending_ids = h[:, n * S :], ids[:, n * S :]
-        lmk, k, v = self.encoder(h[:, : n * S].reshape(B * n, S, d), ids[:, : n * S].reshape(B * n, S))
+        lmk, k, v = self.encoder(
+            h[:, : n * S].reshape(B * n, S, d), ids[:, : n * S].reshape(B * n, S), self.word_pieces
+        )
         return lmk.view(B, n, *lmk.shape[1:]), k.view(B, n, *k.shape[1:]), v.view(B, n, *v.shape[1:])
 
     def _upper(
@@ -128,7 +134,7 @@ class HSAModel(nn.Module):
         n_ext = ext_lmk.shape[0] if ext_lmk is not None else 0
         j = 0
         for group in self.groups:
-            bags = group.retrieval.bags(*lexical, x.shape[1]) if lexical else None
+            bags = group.retrieval.bags(*lexical, x.shape[1], self.word_pieces) if lexical else None
             indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk, top_k, bags)
             k, v, local = own_k, own_v, indices
             if n_ext:
@@ -239,7 +245,7 @@ class HSAModel(nn.Module):
             upper=[empty() for g in self.groups for _ in g.blocks],
             pending=z(0, cfg.d_model),
             pending_ids=torch.zeros(batch, 0, dtype=torch.long, device=p.device),
-            recent=torch.full((batch, cfg.lexical_window - 1 if cfg.lexical_dim else 0), -1, device=p.device),
+            recent=torch.full((batch, cfg.lexical_history), -1, device=p.device),
             stopped=torch.zeros(batch, 1, dtype=torch.bool, device=p.device),
             landmarks=z(0, Hkv, cfg.landmark_dim),
             k=z(0, S, Hkv, cfg.head_dim),

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from hsa_core.config import HSAConfig
 from hsa_core.layers import RMSNorm
-from hsa_core.lexical import window_bags
+from hsa_core.lexical import window_bags, window_word_bags
 from kernels.select import select_chunks
 
 MASKED = -1e4  # stands in for -inf inside the weights so an all-empty row has no NaN gradient
@@ -24,13 +24,21 @@ class Retrieval(nn.Module):
         self.cfg = cfg
         self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.wq = nn.Linear(cfg.d_model, cfg.hsa_kv_heads * cfg.dense_dim, bias=False)
+        # a weight per token, or with lexical_words per word's hash mod vocab_size
         self.lex_weight = nn.Parameter(torch.ones(cfg.vocab_size)) if cfg.lexical_dim else None
         self.lex_gate = nn.Parameter(torch.zeros(cfg.hsa_kv_heads)) if cfg.lexical_dim else None
 
-    def bags(self, ids: torch.Tensor, doc: torch.Tensor | None, T: int) -> torch.Tensor:
-        """The lexical bins (B, T, lexical_dim) of the last T positions of ids (B, ≥T): see window_bags."""
-        cfg = self.cfg
-        return window_bags(ids, self.lex_weight.float(), cfg.lexical_dim, cfg.lexical_window, doc)[:, -T:]
+    def bags(
+        self, ids: torch.Tensor, doc: torch.Tensor | None, T: int, table: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The lexical bins (B, T, lexical_dim) of the last T positions of ids (B, ≥T): see window_bags, or
+        with lexical_words (table: lexical.word_pieces) window_word_bags."""
+        cfg, weights = self.cfg, self.lex_weight.float()
+        if cfg.lexical_words:
+            bags = window_word_bags(ids, weights, table, cfg.lexical_dim, cfg.lexical_window, doc)
+        else:
+            bags = window_bags(ids, weights, cfg.lexical_dim, cfg.lexical_window, doc)
+        return bags[:, -T:]
 
     def query(self, x: torch.Tensor, bags: torch.Tensor | None = None) -> torch.Tensor:
         """Retrieval queries (..., Hkv, Dl) of hidden states x (..., d) and, with a lexical part, their

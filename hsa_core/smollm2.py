@@ -157,6 +157,9 @@ def save_retrofit(model: HSAModel, directory: Path) -> Path:
     for name, t in model.state_dict().items():
         if is_base_parameter(name):
             continue
+        if not t.is_floating_point():  # e.g. the word table of lexical_words
+            ours[name] = t.contiguous()
+            continue
         t = t.detach().float()
         if t.ndim == 2:
             scale = t.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127

@@ -77,6 +77,13 @@ class Tokenizer:
         """A finished question-and-answer turn: the prompt, the answer, the end token."""
         return [*self.prompt(question), *self.encode(answer.strip()), self.end_id]
 
+    def pieces(self) -> list[str]:
+        """Each id's piece as the vocabulary spells it (byte-level BPE: Ġ marks a leading space)."""
+        pieces = [""] * self.vocab_size
+        for piece, i in self.hf.get_vocab().items():
+            pieces[i] = piece
+        return pieces
+
     @property
     def stop_ids(self) -> tuple[int, int]:
         """Tokens that end an answer: the end of the turn, or of the document."""

@@ -24,7 +24,7 @@ from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR, is_retrofit, load_mod
 from hsa_core.config import HSAConfig
 from hsa_core.corpus import Corpus
 from hsa_core.data import Batch, BatchMaker, DataConfig
-from hsa_core.lexical import idf
+from hsa_core.lexical import idf, word_pieces
 from hsa_core.model import HSAModel, RetrievalProbe
 from hsa_core.tokenizer import Tokenizer
 
@@ -171,7 +171,15 @@ def _override(raw: dict, item: str) -> None:
 
 
 # HSAConfig fields a fine-tune (init) may set: parts that start as no change, and the lexical part's settings
-GROWING = {"landmark_mean", "enc_layers", "lexical_dim", "lexical_window", "lexical_stop", "lexical_resume"}
+GROWING = {
+    "landmark_mean",
+    "enc_layers",
+    "lexical_dim",
+    "lexical_window",
+    "lexical_stop",
+    "lexical_resume",
+    "lexical_words",
+}
 
 
 def build_model(cfg: TrainConfig) -> HSAModel:
@@ -212,6 +220,11 @@ def _grown(model: HSAModel, cfg: TrainConfig) -> HSAModel:
             f"({', '.join(sorted(GROWING))}), got {cfg.model}"
         )
     grown = HSAModel(HSAConfig(**{**asdict(model.cfg), **cfg.model}))
+    if model.cfg.lexical_dim and grown.cfg.lexical_words != model.cfg.lexical_words:
+        raise ValueError(
+            f"init = {cfg.init!r} has a lexical part of {'words' if model.cfg.lexical_words else 'tokens'}:"
+            " lexical_words would change what its weights mean; grow a model without a lexical part"
+        )
     _, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     if unexpected:
         raise ValueError(f"init = {cfg.init!r}: [model] {cfg.model} would drop its weights {unexpected}")
@@ -226,11 +239,18 @@ def _grown(model: HSAModel, cfg: TrainConfig) -> HSAModel:
 
 
 def _start_lexical(model: HSAModel, cfg: TrainConfig) -> None:
-    """A new lexical part's per-token weights start at the corpus's IDF (ones without a corpus): common
-    words start weak, and words the training tasks never ask about keep a sensible weight."""
+    """A new lexical part: with lexical_words, its table of the tokenizer's pieces (word_pieces); its weights
+    start at the corpus's IDF per token or word bin (ones without a corpus): common words start weak,
+    and words the training tasks never ask about keep a sensible weight."""
+    mcfg = model.cfg
+    if mcfg.lexical_words:
+        model.word_pieces.copy_(word_pieces(model.tokenizer.pieces()))
     if not cfg.corpus:
         return
-    weights = idf(cfg.corpus, model.cfg.vocab_size, model.cfg.chunk_size)
+    if mcfg.lexical_words:
+        weights = idf(cfg.corpus, mcfg.vocab_size, mcfg.chunk_size, table=model.word_pieces.cpu())
+    else:
+        weights = idf(cfg.corpus, mcfg.vocab_size, mcfg.chunk_size)
     with torch.no_grad():
         for group in model.groups:
             group.retrieval.lex_weight.copy_(weights)

@@ -8,10 +8,10 @@ stream, 64-token chunks, a chunk on the page of its first token. Two kinds of bi
 - tokens, the model's own lexical part: the query the model forms where the answer starts (the
   per-token weights of its last lexical_window prompt tokens, those from lexical_stop on left out)
   against each chunk's token bins; weights: each HSA group's learnt ones, and uniform ones;
-- words (`--words`): whole words (tokens joined up to the next word start, lower-cased) hashed into
-  `--bins` bins, the question's words against each chunk's; weights: uniform, or the IDF of the bin
-  over this document's chunks (as keyword search weighs by its collection), each with and without
-  the keyword baseline's stop words.
+- words (`--words`): whole words hashed into `--bins` bins as `lexical_words` hashes them (a word's
+  pieces together, hsa_core/lexical.py), the question's words against each chunk's; weights: uniform,
+  or the IDF of the bin over this document's chunks (as keyword search weighs by its collection), each
+  with and without the keyword baseline's stop words.
 
 Read against the model's own figure and keyword search's (docs/retrofit.md, eleventh session).
 
@@ -19,14 +19,13 @@ PYTHONPATH=. python scripts/lexical_rank.py [MODEL] [--words] [--bins N]     # d
 """
 
 import argparse
-import zlib
 
 import pymupdf
 import torch
 
 from app.docqa_real import PDF, STOPWORDS, load_questions
 from hsa_core.checkpoint import load_model
-from hsa_core.lexical import chunk_bins, window_bags
+from hsa_core.lexical import chunk_bins, chunk_word_bins, window_bags, word_pieces
 
 
 def page_tokens(tok) -> tuple[list[int], list[int]]:
@@ -38,23 +37,6 @@ def page_tokens(tok) -> tuple[list[int], list[int]]:
             ids += page_ids
             pages += [number] * len(page_ids)
     return ids, pages
-
-
-def words(ids: list[int], pieces: list[str]) -> list[str]:
-    """Lower-cased words of a token stream: a byte-level BPE piece starting with Ġ (space) or Ċ (newline),
-    or with a character that is not a letter or digit, starts a new word; punctuation is its own word."""
-    out, word = [], ""
-    for i in ids:
-        piece = pieces[i]
-        if piece[:1] in "ĠĊ" or not piece[:1].isalnum():
-            out.append(word)
-            word = piece.lstrip("ĠĊ")
-            if not word[:1].isalnum():
-                out.append(word)
-                word = ""
-        else:
-            word += piece
-    return [w.lower() for w in [*out, word] if w]
 
 
 def rank_tokens(model, questions, chunks: torch.Tensor, chunk_page: torch.Tensor) -> dict[str, int]:
@@ -79,30 +61,25 @@ def rank_tokens(model, questions, chunks: torch.Tensor, chunk_page: torch.Tensor
 
 def rank_words(model, questions, chunks: torch.Tensor, chunk_page: torch.Tensor, dim: int) -> dict[str, int]:
     tok = model.tokenizer
-    pieces = [""] * model.cfg.vocab_size
-    for piece, i in tok.hf.get_vocab().items():
-        if i < len(pieces):
-            pieces[i] = piece
+    table = word_pieces(tok.pieces())
 
-    def bin_of(word: str) -> int:
-        return zlib.crc32(word.encode()) % dim
+    def bins_of(ids: list[int]) -> torch.Tensor:
+        return chunk_word_bins(torch.tensor([ids]), table, dim)[0]
 
-    bins = torch.zeros(len(chunks), dim)
-    for c, ids in enumerate(chunks.tolist()):
-        bins[c, [bin_of(w) for w in words(ids, pieces)]] = 1.0
+    bins = chunk_word_bins(chunks, table, dim)
     idf = torch.log((len(chunks) + 1) / (bins.sum(0) + 1))
+    stop = torch.zeros(dim, dtype=torch.bool)  # the stop words' bins, as they appear in text
+    for word in STOPWORDS:
+        for form in (word, " " + word, word.capitalize(), " " + word.capitalize()):
+            stop |= bins_of(tok.encode(form)) > 0
     hits = {}
     for name, weights in (("uniform", torch.ones(dim)), ("document IDF", idf)):
-        for stop in (False, True):
-            key = name + (", stop words out" if stop else "")
+        for drop in (False, True):
+            key = name + (", stop words out" if drop else "")
+            w = torch.where(stop, 0.0, weights) if drop else weights
             hits[key] = 0
             for q in questions:
-                found = set(words(tok.encode(q.question), pieces))
-                if stop:
-                    found = {w for w in found if w not in STOPWORDS and w[:1].isalnum()}
-                bag = torch.zeros(dim)
-                for w in found:
-                    bag[bin_of(w)] += weights[bin_of(w)]
+                bag = bins_of(tok.encode(q.question)) * w
                 hits[key] += q.page in chunk_page[(bins @ bag).topk(5).indices].tolist()
     return hits
 

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from hsa_core import HSAConfig, HSAModel
-from hsa_core.lexical import chunk_bins, idf, window_bags
+from hsa_core.lexical import (
+    chunk_bins,
+    chunk_word_bins,
+    idf,
+    window_bags,
+    window_word_bags,
+    word_hashes,
+    word_pieces,
+)
 from hsa_core.model import Selections
 
 
@@ -85,7 +93,7 @@ def test_idf_weighs_rare_tokens_above_common_ones(tmp_path):
     (tmp_path / "manifest.json").write_text(
         json.dumps({"sources": [{"source": "one", "tokens": tokens.size}]})
     )
-    weights = idf(str(tmp_path), vocab_size=8, chunk_size=S)
+    weights = idf(str(tmp_path), size=8, chunk_size=S)
     assert weights[3] > weights[2] > weights[1]
     assert weights[2] == pytest.approx(math.log(11 / 2))
 
@@ -113,3 +121,119 @@ def test_from_the_stop_token_to_the_next_turn_no_token_joins_a_lexical_query():
         state = m.new_state()
         stepwise = torch.cat([m(ids[:, i : i + 1], state=state) for i in range(8)], 1)
     torch.testing.assert_close(stepwise, full, rtol=1e-4, atol=1e-4)
+
+
+def test_word_pieces_fold_case_spaces_and_newlines_into_one_word():
+    codes = word_pieces(["Ġdebian", "Debian", "ĠDeb", "ian", "Ċ", "Ġ(", ".", "ĠR"]).tolist()
+    assert codes[0] < 0 and codes[1] > 0 and abs(codes[0]) == codes[1]  # " debian" starts, "Debian" goes on
+    assert codes[2] < 0 < codes[3]
+    assert codes[4] == codes[5] == codes[6] == 0  # no letter or digit: separators
+    assert codes[7] < 0
+
+
+def _words(ids: list[int], table: torch.Tensor, doc: list[int]) -> list[tuple]:
+    """Per position, the word it ends so far as a loop sees it: its pieces' codes, the last ≤ 8."""
+    out, word = [], []
+    for t, i in enumerate(ids):
+        code = int(table[i]) if i >= 0 else 0
+        if code == 0:
+            word = []
+            out.append(())
+            continue
+        starts = code < 0 or t == 0 or not word or doc[t] != doc[t - 1]
+        word = [abs(code)] if starts else [*word, abs(code)]
+        out.append(tuple(word[-8:]))
+    return out
+
+
+def test_word_hashes_give_one_hash_per_word_whatever_its_context():
+    """Positions that end the same word so far (the same pieces since the word's start, a separator, a
+    document's start) share a hash; different words almost never share one mod 2^20."""
+    g = torch.Generator().manual_seed(0)
+    table = torch.randint(1, 6, (40,), generator=g) * torch.randint(-1, 2, (40,), generator=g)
+    ids = torch.randint(0, 40, (1, 400), generator=g)
+    ids[0, 50:55] = -1
+    doc = torch.zeros(1, 400, dtype=torch.long)
+    doc[0, 200:] = 1
+    hashes, start, word = word_hashes(ids, table, doc)
+    bins = hashes % 2**20
+    words = _words(ids[0].tolist(), table, doc[0].tolist())
+    assert word[0].tolist() == [w != () for w in words]
+    seen = {}
+    for t, w in enumerate(words):
+        if w:
+            seen.setdefault(w, set()).add(int(bins[0, t]))
+    assert all(len(b) == 1 for b in seen.values())
+    assert len({next(iter(b)) for b in seen.values()}) >= 0.99 * len(seen) > 50
+
+
+def test_window_word_bags_count_the_words_completed_in_the_window_and_the_one_being_written():
+    g = torch.Generator().manual_seed(1)
+    table = torch.randint(1, 9, (30,), generator=g) * torch.randint(-1, 2, (30,), generator=g)
+    ids = torch.randint(0, 30, (2, 40), generator=g)
+    ids[1, :4] = -1
+    doc = torch.zeros(2, 40, dtype=torch.long)
+    doc[0, 17:] = 1
+    dim, window = 64, 6
+    weights = torch.rand(100, generator=g)
+    got = window_word_bags(ids, weights, table, dim, window, doc)
+    hashes, start, word = word_hashes(ids, table, doc)
+    bins, slots = hashes % dim, hashes % 100
+    for b in range(2):
+        for t in range(40):
+            want = torch.zeros(dim)
+            if word[b, t]:
+                want[bins[b, t]] += weights[slots[b, t]]  # the word being written
+            for i in range(max(0, t - window + 1), t + 1):  # words completed at i (the next starts)
+                if i > 0 and start[b, i] and word[b, i - 1] and doc[b, i - 1] == doc[b, t]:
+                    want[bins[b, i - 1]] += weights[slots[b, i - 1]]
+            torch.testing.assert_close(got[b, t], want)
+
+
+def test_chunk_word_bins_mark_each_word_the_chunk_holds():
+    table = torch.tensor([0, -1, 2, -3, 4, -5])  # 0 separates; -1 2 and -3 4 are two-piece words
+    chunks = torch.tensor([[1, 2, 0, 3, 4, 5], [3, 4, 1, 2, 0, 0]])
+    got = chunk_word_bins(chunks, table, 2**16)
+    bins = word_hashes(chunks, table)[0] % 2**16
+    want = [{int(bins[0, 1]), int(bins[0, 4]), int(bins[0, 5])}, {int(bins[1, 1]), int(bins[1, 3])}]
+    assert [set(row.nonzero().flatten().tolist()) for row in got] == want
+    assert bins[0, 1] == bins[1, 3] and bins[0, 4] == bins[1, 1]  # the same word in either chunk
+
+
+def test_word_bins_select_the_chunk_holding_a_word_split_into_pieces(tmp_path):
+    """As the token test above, with the question's last word in three pieces: the chunk holding that
+    word is picked, not the one holding two of its pieces as a word of their own; and idf over word bins
+    counts a word once per chunk."""
+    torch.manual_seed(0)
+    cfg = HSAConfig.preset("test", vocab_size=300, lexical_dim=256, lexical_window=6, lexical_words=True)
+    m = HSAModel(cfg).eval()
+    table = -torch.arange(1, 301)
+    table[8:10] = torch.tensor([9, 10])  # 7 8 9 is one word
+    table[100:] = 0  # the haystack's tokens are separators: no words but the planted ones
+    m.word_pieces.copy_(table)
+    S = cfg.chunk_size
+    doc = torch.randint(100, 300, (10 * S,))
+    doc[6 * S + 2 : 6 * S + 5] = torch.tensor([7, 8, 9])
+    doc[3 * S + 2 : 3 * S + 4] = torch.tensor([8, 9])  # after a separator: the word "8 9"
+    question = torch.tensor([20, 21, 7, 8, 9])
+    memory = m.encode_memory(doc)
+    with torch.no_grad():
+        for group in m.groups:
+            group.retrieval.wq.weight.zero_()
+            group.retrieval.lex_gate.fill_(1.0)
+            group.retrieval.lex_weight.fill_(1.0)
+    sel = Selections(len(memory))
+    with torch.no_grad():
+        m(question[None], memory=memory, selections=sel)
+    for idx, w in zip(sel.indices, sel.weights, strict=True):
+        assert idx[0, -1, 0, w[0, -1, 0].argmax()] == 6
+    tokens = np.tile(np.array([7, 8, 9, 7, 8, 9, 50, 51], dtype=np.uint16), 5)
+    (tmp_path / "shards").mkdir()
+    tokens.tofile(tmp_path / "shards" / "one.bin")
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"sources": [{"source": "one", "tokens": tokens.size}]})
+    )
+    weights = idf(str(tmp_path), size=300, chunk_size=8, table=table)
+    word = word_hashes(torch.tensor([[7, 8, 9]]), table)[0][0, -1] % 300
+    assert weights[word] == pytest.approx(math.log(6 / 6))  # in all 5 chunks, counted once each
+    assert weights.max() == pytest.approx(math.log(6))  # slots of no word

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from hsa_core import ChunkMemory, HSAConfig, HSAModel, load_model, save_model
 from hsa_core.model import Selections
@@ -21,16 +22,21 @@ def ids(n: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(5, V, (n,), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(scope="module", params=["dense", "lexical"])
+@pytest.fixture(scope="module", params=["dense", "lexical", "words"])
 def model(request) -> HSAModel:
-    """The test preset, and the same with a lexical part whose gate is open (hsa_core/lexical.py)."""
+    """The test preset, and the same with a lexical part whose gate is open (hsa_core/lexical.py), of
+    token or of word bins (words of 1–3 random pieces, some pieces separators)."""
     if request.param == "dense":
         return make()
-    m = make(lexical_dim=16, lexical_window=5)
+    m = make(lexical_dim=16, lexical_window=5, lexical_words=request.param == "words")
     with torch.no_grad():
         for group in m.groups:
             group.retrieval.lex_gate.fill_(0.1)
             group.retrieval.lex_weight.uniform_(0.5, 2.0)
+        if request.param == "words":
+            g = torch.Generator().manual_seed(3)
+            codes = torch.randint(1, 50, (V,), generator=g) * torch.randint(-1, 2, (V,), generator=g)
+            m.word_pieces.copy_(codes)  # 0: a separator, < 0: starts a word, > 0: continues one
     return m
 
 
@@ -156,6 +162,20 @@ def test_save_load_gives_identical_logits(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), m(x), rtol=0, atol=0)
     assert loaded.tokenizer.encode("hello world") == m.tokenizer.encode("hello world")
+
+
+def test_save_load_keeps_the_word_table(tmp_path, model):
+    """A lexical_words model's table of pieces (a buffer, set from the tokenizer) is saved with it."""
+    if not model.cfg.lexical_words:
+        pytest.skip("no word table")
+    save_model(model, tmp_path / "ckpt")
+    state = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    assert torch.equal(state["word_pieces"], model.word_pieces)
+    loaded = HSAModel(HSAConfig.from_json(tmp_path / "ckpt" / "config.json")).eval()
+    loaded.load_state_dict(state)
+    x = ids(70)[None]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
 
 def test_generate_with_cache_equals_recomputing(model):

@@ -309,7 +309,15 @@ def test_retrieval_positions_first_keeps_each_rows_first_answer_position():
         retrieval_positions(answer, "last")
 
 
-@pytest.mark.parametrize("growth", [{"landmark_mean": True}, {"enc_layers": 3}, {"lexical_dim": 32}])
+@pytest.mark.parametrize(
+    "growth",
+    [
+        {"landmark_mean": True},
+        {"enc_layers": 3},
+        {"lexical_dim": 32},
+        {"lexical_dim": 32, "lexical_words": True},
+    ],
+)
 def test_init_grown_computes_what_it_computed(tmp_path, growth):
     """A trained model fine-tuned with new parts (landmark_mean's zero projection, encoder layers that
     pass their input through, a lexical part with its gate shut) keeps its weights and its answers over
@@ -323,6 +331,8 @@ def test_init_grown_computes_what_it_computed(tmp_path, growth):
         "lexical_dim": lambda: grown.groups[0].retrieval.lex_gate,
     }[next(iter(growth))]()
     assert len(grown.encoder.layers) == growth.get("enc_layers", trained.cfg.enc_layers)
+    if growth.get("lexical_words"):  # its word table comes from the tokenizer: some pieces continue words
+        assert (grown.word_pieces > 0).any() and (grown.word_pieces < 0).any()
     doc = torch.randint(0, trained.cfg.vocab_size, (160,))
     question = torch.randint(0, trained.cfg.vocab_size, (1, trained.cfg.chunk_size - 1))
 
@@ -333,6 +343,11 @@ def test_init_grown_computes_what_it_computed(tmp_path, growth):
         torch.testing.assert_close(answer(grown), answer(trained))
         new.normal_()  # once trained, the new part changes the landmarks or the queries
         assert not torch.allclose(answer(grown), answer(trained))
+    if "lexical_dim" in growth:  # token bins and word bins do not turn into each other
+        save_model(grown, tmp_path / "grown")
+        switched = {"lexical_words": not growth.get("lexical_words", False)}
+        with pytest.raises(ValueError, match="lexical_words"):
+            build_model(_cfg(init=str(tmp_path / "grown"), model=switched))
     with pytest.raises(ValueError, match="d_model"):
         build_model(_cfg(init=str(tmp_path / "init"), model={"d_model": 32}))
     with pytest.raises(ValueError, match="drop its weights"):
