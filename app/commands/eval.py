@@ -31,6 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", help="checkpoint or preset (default: the shipped model)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "bfloat16", "float32"],
+        default="auto",
+        help="weights and activations; auto: bfloat16 on cuda, float32 on cpu (default: %(default)s)",
+    )
     p.add_argument("--corpus", help="corpus folder, needed by docqa tasks and the corpus haystack")
     p.add_argument("--seed", type=int, default=0, help="first sample seed (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=32, help="answer length limit (default: %(default)s)")
@@ -63,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
             if args.device == "auto" and torch.cuda.is_available()
             else ("cpu" if args.device == "auto" else args.device)
         )
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = getattr(torch, args.dtype) if args.dtype != "auto" else None
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         model = load_model(args.model, device=device, dtype=dtype)
         corpus = Corpus(args.corpus) if args.corpus else None
     except (ValueError, ModelNotFound, CorpusError) as e:
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {
         "model": str(args.model or "hsa-small"),
         "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
         "samples": args.samples,
         "seconds": round(time.perf_counter() - t0, 1),
     }
