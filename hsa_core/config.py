@@ -46,6 +46,10 @@ class HSAConfig:
     # BPE pieces are not words, and on the R FAQ whole words rank the answering page as keyword search
     # does where token bins do not (scripts/lexical_rank.py; docs/retrofit.md, eleventh session)
     lexical_words: bool = False
+    # low-rank adapters (LoRA) of this rank on every matrix of the upper groups' SWA layers (0 = none),
+    # their B at zero so they start as no change: a retrofit's frozen upper layers can learn to use what
+    # HSA brings them, and what ships is still only ours (docs/retrofit.md)
+    lora_rank: int = 0
     residual: str = "bypass"  # x + MLP(norm(x) + norm(hsa)) | x + hsa + MLP(norm(x + hsa))
     weights: str = "softmax"  # chunk weights over the top-k: softmax | stick_breaking (most recent first)
     gumbel: float = 1.0  # scale of the Gumbel noise added to selection scores in training (0 = off)

@@ -32,12 +32,29 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
 
+class Linear(nn.Linear):
+    """A bias-free nn.Linear with an optional low-rank adapter: W·x + B·A·x (LoRA). B starts at zero, so
+    the adapter changes nothing until trained; the parameter names of W stay those of nn.Linear, so a
+    base's weights load into it as they are."""
+
+    def __init__(self, d_in: int, d_out: int, rank: int = 0):
+        super().__init__(d_in, d_out, bias=False)
+        self.lora_a = nn.Parameter(torch.randn(rank, d_in) / d_in**0.5) if rank else None
+        self.lora_b = nn.Parameter(torch.zeros(d_out, rank)) if rank else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        if self.lora_a is None:
+            return y
+        return y + F.linear(F.linear(x, self.lora_a.to(x.dtype)), self.lora_b.to(x.dtype))
+
+
 class SwiGLU(nn.Module):
-    def __init__(self, d_model: int, hidden: int):
+    def __init__(self, d_model: int, hidden: int, lora_rank: int = 0):
         super().__init__()
-        self.w_gate = nn.Linear(d_model, hidden, bias=False)
-        self.w_up = nn.Linear(d_model, hidden, bias=False)
-        self.w_down = nn.Linear(hidden, d_model, bias=False)
+        self.w_gate = Linear(d_model, hidden, lora_rank)
+        self.w_up = Linear(d_model, hidden, lora_rank)
+        self.w_down = Linear(hidden, d_model, lora_rank)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
@@ -60,14 +77,14 @@ class WindowCache:
 class Attention(nn.Module):
     """GQA attention with RoPE and optional q/k RMSNorm; sliding-window causal or bidirectional."""
 
-    def __init__(self, cfg: HSAConfig, bidirectional: bool = False):
+    def __init__(self, cfg: HSAConfig, bidirectional: bool = False, lora_rank: int = 0):
         super().__init__()
         self.cfg, self.bidirectional = cfg, bidirectional
         D = cfg.head_dim
-        self.wq = nn.Linear(cfg.d_model, cfg.n_heads * D, bias=False)
-        self.wk = nn.Linear(cfg.d_model, cfg.n_kv_heads * D, bias=False)
-        self.wv = nn.Linear(cfg.d_model, cfg.n_kv_heads * D, bias=False)
-        self.wo = nn.Linear(cfg.n_heads * D, cfg.d_model, bias=False)
+        self.wq = Linear(cfg.d_model, cfg.n_heads * D, lora_rank)
+        self.wk = Linear(cfg.d_model, cfg.n_kv_heads * D, lora_rank)
+        self.wv = Linear(cfg.d_model, cfg.n_kv_heads * D, lora_rank)
+        self.wo = Linear(cfg.n_heads * D, cfg.d_model, lora_rank)
         self.q_norm = RMSNorm(D, eps=cfg.norm_eps) if cfg.qk_norm else nn.Identity()
         self.k_norm = RMSNorm(D, eps=cfg.norm_eps) if cfg.qk_norm else nn.Identity()
 
@@ -102,14 +119,15 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer block: x + attn(norm(x)), then + MLP(norm(x))."""
+    """Pre-norm Transformer block: x + attn(norm(x)), then + MLP(norm(x)); every matrix with a LoRA
+    adapter of lora_rank (0: none)."""
 
-    def __init__(self, cfg: HSAConfig, bidirectional: bool = False):
+    def __init__(self, cfg: HSAConfig, bidirectional: bool = False, lora_rank: int = 0):
         super().__init__()
         self.attn_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.attn = Attention(cfg, bidirectional)
+        self.attn = Attention(cfg, bidirectional, lora_rank)
         self.mlp_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden)
+        self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden, lora_rank)
 
     def forward(self, x, rope, doc=None, cache=None):
         h, cache = self.attn(self.attn_norm(x), rope, doc, cache)

@@ -21,7 +21,7 @@ class Group(nn.Module):
         super().__init__()
         self.retrieval = Retrieval(cfg)
         self.hsa = HSALayer(cfg)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.group_swa))
+        self.blocks = nn.ModuleList(Block(cfg, lora_rank=cfg.lora_rank) for _ in range(cfg.group_swa))
 
 
 @dataclass

@@ -135,7 +135,8 @@ def load_smollm2(path: Path | None = None, cfg: HSAConfig | None = None, **confi
                 p.copy_(state.pop(name))
         for i, layer in enumerate(layers):
             for part, p in layer.named_parameters():
-                p.copy_(state.pop((str(i), part)))
+                if ".lora_" not in part:  # the adapters are ours: they start as no change
+                    p.copy_(state.pop((str(i), part)))
         for group in model.groups:  # HSA layers start as identities: standard residual, zero outputs
             group.hsa.wo.weight.zero_()
             group.hsa.mlp.w_down.weight.zero_()
@@ -201,7 +202,10 @@ def smollm2_tokenizer(path: Path | None = None) -> ChatTokenizer:
 
 
 def is_base_parameter(name: str) -> bool:
-    """Whether an HSAModel parameter came from the base (the rest is new: encoder, retrieval, HSA)."""
+    """Whether an HSAModel parameter came from the base (the rest is new: encoder, retrieval, HSA, the
+    LoRA adapters of the base's upper layers)."""
+    if ".lora_" in name:
+        return False
     return name.startswith(("embed.", "lower.", "norm.")) or ".blocks." in name
 
 

@@ -173,6 +173,7 @@ def _override(raw: dict, item: str) -> None:
 # HSAConfig fields a fine-tune (init) may set: parts that start as no change, and the lexical part's settings
 GROWING = {
     "landmark_mean",
+    "lora_rank",
     "enc_layers",
     "lexical_dim",
     "lexical_window",
@@ -186,7 +187,8 @@ def build_model(cfg: TrainConfig) -> HSAModel:
     """A preset with random weights and the configured tokenizer, or (preset "smollm2") the pretrained
     base retrofitted with HSA parts that start as identities (hsa_core/smollm2.py), or (init) a trained
     model to fine-tune, shapes and tokenizer included, grown by [model] overrides that only add parts
-    (landmark_mean, more enc_layers, a lexical part). A retrofit's base trains only with train_base."""
+    (landmark_mean, more enc_layers, a lexical part, LoRA adapters). A retrofit's base trains only with
+    train_base."""
     if cfg.init:
         model = load_model(cfg.init)
         if cfg.model:
@@ -214,12 +216,18 @@ def build_model(cfg: TrainConfig) -> HSAModel:
 def _grown(model: HSAModel, cfg: TrainConfig) -> HSAModel:
     """The init model with new parts added by [model] overrides (GROWING): every trained weight kept, the
     new parts at their start, which changes nothing (e.g. landmark_mean's zero projection)."""
-    if set(cfg.model) - GROWING or getattr(model, "base", None):
+    if set(cfg.model) - GROWING:
         raise ValueError(
             f"init = {cfg.init!r} brings its own shapes: [model] overrides may only add parts "
             f"({', '.join(sorted(GROWING))}), got {cfg.model}"
         )
-    grown = HSAModel(HSAConfig(**{**asdict(model.cfg), **cfg.model}))
+    grown_cfg = HSAConfig(**{**asdict(model.cfg), **cfg.model})
+    if getattr(model, "base", None):  # a retrofit: the pinned base again, then every weight of ours
+        from hsa_core.smollm2 import load_smollm2
+
+        grown = load_smollm2(cfg=grown_cfg)
+    else:
+        grown = HSAModel(grown_cfg)
     if model.cfg.lexical_dim and grown.cfg.lexical_words != model.cfg.lexical_words:
         raise ValueError(
             f"init = {cfg.init!r} has a lexical part of {'words' if model.cfg.lexical_words else 'tokens'}:"

@@ -14,7 +14,7 @@ from hsa_core.layers import rope_angles
 from hsa_core.smollm2 import is_base_parameter
 from hsa_core.tasks import TaskEnv, make_sample
 from hsa_core.tokenizer import ChatTokenizer
-from hsa_core.train import Stage, TrainConfig, train
+from hsa_core.train import Stage, TrainConfig, build_model, train
 
 
 @pytest.fixture(scope="module")
@@ -152,11 +152,15 @@ def test_the_shipped_retrofit_loads_by_name_and_retrieves():
     assert right == 2
 
 
-def test_fine_tuning_the_shipped_retrofit_keeps_its_base_frozen(tmp_path):
+@pytest.mark.parametrize("growth", [{}, {"lora_rank": 4}])
+def test_fine_tuning_the_shipped_retrofit_keeps_its_base_frozen(tmp_path, growth):
     """init = a saved retrofit: its tokenizer is the base's, the base stays frozen unless train_base, and
-    the saved model is again only ours (a full model saved as 'ours' would lose the moved base)."""
+    the saved model is again only ours (a full model saved as 'ours' would lose the moved base). Grown
+    with LoRA adapters on its upper layers, it first computes what it computed; the adapters train and
+    are saved as ours, the base's matrices under them stay as they were."""
     cfg = TrainConfig(
         init="smollm2-hsa",
+        model=growth,
         train_base=False,
         max_steps=1,
         batch_tokens=1024,
@@ -174,3 +178,10 @@ def test_fine_tuning_the_shipped_retrofit_keeps_its_base_frozen(tmp_path):
     assert not torch.equal(state["groups.0.hsa.wo.weight"], start["groups.0.hsa.wo.weight"])
     ours = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
     assert ours and not any(is_base_parameter(n) for n in ours)
+    if growth:
+        up = "groups.2.blocks.4.mlp.w_down"
+        assert torch.equal(state[f"{up}.weight"], start[f"{up}.weight"])
+        assert state[f"{up}.lora_b"].abs().sum() > 0 and f"{up}.lora_b" in ours
+        ids = torch.tensor([before.tokenizer.prompt("What is the capital of Italy?")])
+        with torch.no_grad():
+            torch.testing.assert_close(build_model(cfg)(ids), before(ids))

@@ -316,12 +316,14 @@ def test_retrieval_positions_first_keeps_each_rows_first_answer_position():
         {"enc_layers": 3},
         {"lexical_dim": 32},
         {"lexical_dim": 32, "lexical_words": True},
+        {"lora_rank": 4},
     ],
 )
 def test_init_grown_computes_what_it_computed(tmp_path, growth):
     """A trained model fine-tuned with new parts (landmark_mean's zero projection, encoder layers that
-    pass their input through, a lexical part with its gate shut) keeps its weights and its answers over
-    a memory; overrides that would change a shape or drop weights are refused, naming the setting."""
+    pass their input through, a lexical part with its gate shut, LoRA adapters with B at zero) keeps its
+    weights and its answers over a memory; overrides that would change a shape or drop weights are
+    refused, naming the setting."""
     trained = build_model(_cfg())
     save_model(trained, tmp_path / "init")
     grown = build_model(_cfg(init=str(tmp_path / "init"), model=growth))
@@ -329,6 +331,7 @@ def test_init_grown_computes_what_it_computed(tmp_path, growth):
         "landmark_mean": lambda: grown.encoder.mean_proj.weight,
         "enc_layers": lambda: grown.encoder.layers[-1].mlp.w_down.weight,
         "lexical_dim": lambda: grown.groups[0].retrieval.lex_gate,
+        "lora_rank": lambda: grown.groups[-1].blocks[-1].attn.wo.lora_b,
     }[next(iter(growth))]()
     assert len(grown.encoder.layers) == growth.get("enc_layers", trained.cfg.enc_layers)
     if growth.get("lexical_words"):  # its word table comes from the tokenizer: some pieces continue words
