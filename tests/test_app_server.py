@@ -125,7 +125,9 @@ def test_browser_asks_and_sees_the_evidence(server):
             timeout=120_000,
         )
         assert "stored" in page.locator("#upload-status").inner_text()
-        page.fill("#question textarea", "What is the pass key?")
+        # the demo docs hold a pass key of their own (docs/prompt-format.md: "What is the pass key?" ->
+        # 71432), so the question quotes the memo's own words, as a user asking about the memo would
+        page.fill("#question textarea", "What is the pass key? Remember it.")
         page.click("#ask")
         page.wait_for_selector("#evidence-image img", timeout=120_000)
         page.wait_for_function("document.querySelector('#chat').innerText.includes('52817')", timeout=60_000)
