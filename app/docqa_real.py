@@ -59,8 +59,9 @@ def keyword_chunks(store: Store, question: str, k: int) -> list[tuple[int, int, 
     ).fetchall()
 
 
-def base_answer(base, question: str, chunks: list[str], max_new_tokens: int = 32) -> str:
-    """The instruct base's answer from the given chunks, in its own chat format, greedy."""
+def base_answer(base, question: str, chunks: list[str], max_new_tokens: int = 32, memory=None) -> str:
+    """The instruct base's answer from the given chunks, in its own chat format, greedy (a retrofit may
+    read a chunk memory as well)."""
     context = "\n\n".join(chunks)
     prompt = (
         "<|im_start|>system\nAnswer the question in a few words, using the context.<|im_end|>\n"
@@ -69,7 +70,8 @@ def base_answer(base, question: str, chunks: list[str], max_new_tokens: int = 32
     tok = base.tokenizer
     ids = torch.tensor(tok.encode(prompt))
     with torch.no_grad():
-        out = [s.token for s in base.generate(ids, max_new_tokens=max_new_tokens, stop_ids=tok.stop_ids)]
+        steps = base.generate(ids, memory=memory, max_new_tokens=max_new_tokens, stop_ids=tok.stop_ids)
+        out = [s.token for s in steps]
     return tok.decode(out).strip()
 
 
