@@ -6,7 +6,9 @@ Three readers answer the same questions over the same store:
   evidence hit if the answering page is among the pages of its 5 highest-scored chunks;
 - keyword search (FTS5 / BM25 over the question's words): hit if the page is among its top 5 chunks;
 - optionally the SmolLM2-135M-Instruct base reading the top 3 keyword chunks (the small local setup a
-  user would otherwise choose): correct if its answer contains a reference.
+  user would otherwise choose): correct if its answer contains a reference;
+- for a chat model (the retrofit), the same HSA model with `reread` = 3: its own selection, then its
+  answer written again with its best 3 evidence chunks in the window (app/service.py).
 """
 
 import json
@@ -25,6 +27,7 @@ from storage import Store
 DATA = Path(__file__).parent / "data"
 PDF = DATA / "R-FAQ.pdf"
 COLLECTION = "r-faq"
+REREAD = 3  # chunks a chat model reads again in its window: as many as the keyword baseline reads
 STOPWORDS = set(
     "a an and are as at be by can do does for from how i in is it of on or r s should that the this to "
     "what when where which who whose why with you your".split()
@@ -62,13 +65,8 @@ def keyword_chunks(store: Store, question: str, k: int) -> list[tuple[int, int, 
 def base_answer(base, question: str, chunks: list[str], max_new_tokens: int = 32, memory=None) -> str:
     """The instruct base's answer from the given chunks, in its own chat format, greedy (a retrofit may
     read a chunk memory as well)."""
-    context = "\n\n".join(chunks)
-    prompt = (
-        "<|im_start|>system\nAnswer the question in a few words, using the context.<|im_end|>\n"
-        f"<|im_start|>user\nContext:\n{context}\n\nQuestion: {question}<|im_end|>\n<|im_start|>assistant\n"
-    )
     tok = base.tokenizer
-    ids = torch.tensor(tok.encode(prompt))
+    ids = torch.tensor(tok.context_prompt(question, chunks))
     with torch.no_grad():
         steps = base.generate(ids, memory=memory, max_new_tokens=max_new_tokens, stop_ids=tok.stop_ids)
         out = [s.token for s in steps]
@@ -85,6 +83,8 @@ def run(model: str | None = None, device: str = "cpu", baseline_model=None, max_
         ingest([PDF], store, encoder, COLLECTION, progress=False)
         ingest_s = time.perf_counter() - t0
         service = QAService(store, encoder)
+        chat = hasattr(encoder.model.tokenizer, "context_prompt")
+        rereader = QAService(store, encoder, reread=REREAD) if chat else None
         for q in questions:
             ans = service.ask(q.question, COLLECTION, max_new_tokens=max_new_tokens)
             keyword = keyword_chunks(store, q.question, 5)
@@ -99,6 +99,10 @@ def run(model: str | None = None, device: str = "cpu", baseline_model=None, max_
             }
             row["hsa_evidence_hit"] = q.page in row["hsa_pages"]
             row["keyword_hit"] = q.page in row["keyword_pages"]
+            if rereader is not None:
+                again = rereader.ask(q.question, COLLECTION, max_new_tokens=max_new_tokens)
+                row["reread_answer"] = again.answer
+                row["reread_correct"] = q.is_answered_by(row["reread_answer"])
             if baseline_model is not None:
                 row["base_answer"] = base_answer(baseline_model, q.question, [r[2] for r in keyword[:3]])
                 row["base_correct"] = q.is_answered_by(row["base_answer"])
@@ -113,6 +117,8 @@ def run(model: str | None = None, device: str = "cpu", baseline_model=None, max_
         "keyword_recall_at_5": share("keyword_hit"),
         "ingest_s": round(ingest_s, 2),
     }
+    if rereader is not None:
+        summary["reread_accuracy"] = share("reread_correct")
     if baseline_model is not None:
         summary["base_plus_keyword_accuracy"] = share("base_correct")
     return {"summary": summary, "rows": rows}
@@ -124,6 +130,12 @@ def table(summary: dict) -> str:
         f"| HSA model ({summary['model']}) | {summary['hsa_accuracy']:.0%} | "
         f"{summary['hsa_evidence_recall_at_5']:.0%} |"
     )
+    if "reread_accuracy" in summary:
+        lines.append(
+            f"| the same, its top {REREAD} chunks read again in its window | "
+            f"{summary['reread_accuracy']:.0%} | "
+            f"{summary['hsa_evidence_recall_at_5']:.0%} (its chunks) |"
+        )
     lines.append(f"| keyword search (FTS5) | – | {summary['keyword_recall_at_5']:.0%} |")
     if "base_plus_keyword_accuracy" in summary:
         lines.append(

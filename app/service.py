@@ -70,8 +70,14 @@ def _token_weights(step: Step) -> dict[int, float]:
 class QAService:
     """Answers questions against the store's collections with one model instance shared by all requests."""
 
-    def __init__(self, store: Store, encoder: Encoder):
-        self.store, self.encoder = store, encoder
+    def __init__(self, store: Store, encoder: Encoder, reread: int = 0):
+        """reread > 0: select over the memory as usual, then answer again with the HSA layers off, the
+        `reread` best evidence chunks placed in the window — a retrofit's base reads prose in its window,
+        not through its HSA layers (docs/retrofit.md, twelfth session). Chat models only."""
+        if reread and not hasattr(encoder.model.tokenizer, "context_prompt"):
+            name = encoder.name or "hsa-small"
+            raise ValueError(f"reread needs a chat model such as smollm2-hsa, not {name}")
+        self.store, self.encoder, self.reread = store, encoder, reread
         self.model, self.device = encoder.model, encoder.device
         self.lock = threading.RLock()  # one generation or store read at a time: model and index are shared
         self._memories: dict = {}
@@ -144,16 +150,47 @@ class QAService:
                 for cid, w in weights.items():
                     scores[cid] += w
                 ids.append(step.token)
-                ans.tokens.append(self.model.tokenizer.decode([step.token]))
-                ans.per_token.append(sorted(weights.items(), key=lambda kv: -kv[1]))
-                ans.answer = self.model.tokenizer.decode(ids).strip()
-                yield ans
-            ans.timings["generate_s"] = round(time.perf_counter() - t_mem, 4)
-            ans.timings["tokens_per_s"] = round(max(len(ids), 1) / max(ans.timings["generate_s"], 1e-9), 2)
+                if not self.reread:
+                    yield self._grown(ans, ids, sorted(weights.items(), key=lambda kv: -kv[1]))
             ans.chunks = self.evidence(scores)
+            if self.reread and ans.chunks:
+                ans.timings["select_s"] = round(time.perf_counter() - t_mem, 4)
+                yield from self._read_again(ans, max_new_tokens, temperature, gen)
+            ans.timings["generate_s"] = round(time.perf_counter() - t_mem, 4)
+            n = max(len(ans.tokens), 1)
+            ans.timings["tokens_per_s"] = round(n / max(ans.timings["generate_s"], 1e-9), 2)
         ans.timings["total_s"] = round(time.perf_counter() - t0, 4)
         ans.done = True
         yield ans
+
+    def _grown(self, ans: Answer, ids: list[int], chunks: list[tuple[int, float]]) -> Answer:
+        """ans with the last of ids as its next token, read from chunks (chunk id, weight)."""
+        ans.tokens.append(self.model.tokenizer.decode(ids[-1:]))
+        ans.per_token.append(chunks)
+        ans.answer = self.model.tokenizer.decode(ids).strip()
+        return ans
+
+    def _read_again(self, ans: Answer, max_new_tokens: int, temperature: float, gen) -> Iterator[Answer]:
+        """The answer written anew by the model without its HSA layers, the best evidence chunks in its
+        window; each token is marked as read from all of them (equal weights)."""
+        read = ans.chunks[: self.reread]
+        tok = self.model.tokenizer
+        prompt = torch.tensor(tok.context_prompt(ans.question, [c.text for c in read]), device=self.device)
+        chunks = [(c.chunk_id, 1 / len(read)) for c in read]
+        ids: list[int] = []
+        with self.model.without_hsa():
+            steps = self.model.generate(
+                prompt,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                stop_ids=tok.stop_ids,
+                generator=gen,
+            )
+            for step in steps:
+                if step.token in tok.stop_ids:
+                    break
+                ids.append(step.token)
+                yield self._grown(ans, ids, chunks)
 
     def ask(self, question: str, collection: str, **kwargs) -> Answer:
         *_, last = self.stream(question, collection, **kwargs)

@@ -1,5 +1,7 @@
 """The SWA+HSA language model: SWA layers below, a chunk encoder at the middle, HSA groups above."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -76,6 +78,7 @@ class HSAModel(nn.Module):
         table = -torch.arange(1, cfg.vocab_size + 1) if cfg.lexical_words else None
         self.register_buffer("word_pieces", table)
         self.backend = "auto"  # kernels.hsa_attention backend
+        self.hsa = True  # False inside without_hsa()
         self.apply(self._init_weights)
         if self.encoder.cls is not None:
             nn.init.normal_(self.encoder.cls, std=cfg.init_std)
@@ -134,6 +137,10 @@ class HSAModel(nn.Module):
         n_ext = ext_lmk.shape[0] if ext_lmk is not None else 0
         j = 0
         for group in self.groups:
+            if not self.hsa:
+                x = self._blocks(group, x, rope, doc, state, j)
+                j += len(group.blocks)
+                continue
             bags = group.retrieval.bags(*lexical, x.shape[1], self.word_pieces) if lexical else None
             indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk, top_k, bags)
             k, v, local = own_k, own_v, indices
@@ -158,12 +165,28 @@ class HSAModel(nn.Module):
                     group.retrieval.query(x[probe.mask], bags[probe.mask] if lexical else None)
                 )
             x = group.hsa(x, k, v, local, weights, self.backend)
-            for block in group.blocks:
-                x, cache = block(x, rope, doc, state.upper[j] if state else None)
-                if state:
-                    state.upper[j] = cache
-                j += 1
+            x = self._blocks(group, x, rope, doc, state, j)
+            j += len(group.blocks)
         return x
+
+    def _blocks(self, group: Group, x, rope, doc, state: State | None, j: int) -> torch.Tensor:
+        """A group's SWA layers; j: the first one's index among all upper SWA layers (its cache)."""
+        for i, block in enumerate(group.blocks, j):
+            x, cache = block(x, rope, doc, state.upper[i] if state else None)
+            if state:
+                state.upper[i] = cache
+        return x
+
+    @contextmanager
+    def without_hsa(self) -> Iterator["HSAModel"]:
+        """The model without its retrieval and HSA layers (no memory, no selections): a retrofit whose
+        HSA parts are switched off computes its base on the window, which reads a context placed in
+        the window as the base does (app/service.py, reread)."""
+        self.hsa = False
+        try:
+            yield self
+        finally:
+            self.hsa = True
 
     def _lexical_ids(self, input_ids, doc, state: State | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The ids (B, ≥T) whose windows make the lexical queries of input_ids' positions and their

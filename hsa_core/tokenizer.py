@@ -122,6 +122,16 @@ class ChatTokenizer(Tokenizer):
     def turn(self, question: str, answer: str) -> list[int]:
         return [*super().turn(question, answer), *self.encode("\n")]
 
+    def context_prompt(self, question: str, passages: list[str]) -> list[int]:
+        """The question after the passages it is to be answered from, as an instruct model is asked: the
+        base reading passages in its window (docqa_real's baseline, app/service.py's reread)."""
+        context = "\n\n".join(passages)
+        return self.encode(
+            "<|im_start|>system\nAnswer the question in a few words, using the context.<|im_end|>\n"
+            f"<|im_start|>user\nContext:\n{context}\n\nQuestion: {question.strip()}<|im_end|>\n"
+            "<|im_start|>assistant\n"
+        )
+
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> Tokenizer:
     hf = HFTokenizer(models.BPE())

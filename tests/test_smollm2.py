@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from app.service import QAService
 from hsa_core import load_model
 from hsa_core.data import DataConfig
 from hsa_core.evaluate import evidence_rows, run_sample, score
@@ -15,6 +16,9 @@ from hsa_core.smollm2 import is_base_parameter
 from hsa_core.tasks import TaskEnv, make_sample
 from hsa_core.tokenizer import ChatTokenizer
 from hsa_core.train import Stage, TrainConfig, build_model, train
+from ingest import Encoder, ingest
+from storage import Store
+from tests.test_app import make_pdf, memo_pages
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +189,35 @@ def test_fine_tuning_the_shipped_retrofit_keeps_its_base_frozen(tmp_path, growth
         ids = torch.tensor([before.tokenizer.prompt("What is the capital of Italy?")])
         with torch.no_grad():
             torch.testing.assert_close(build_model(cfg)(ids), before(ids))
+
+
+def test_without_hsa_the_retrofit_is_its_base(model):
+    """Switched off, the shipped retrofit's HSA parts change nothing: it computes the base on its window,
+    as `smollm2` (the base with identity HSA parts) does; switched on again, they do."""
+    shipped = load_model("smollm2-hsa")
+    ids = torch.randint(100, 40000, (1, 300), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        base = model(ids)
+        with shipped.without_hsa():
+            torch.testing.assert_close(shipped(ids), base, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(shipped(ids), base, atol=1e-2)
+
+
+def test_reread_answers_from_the_evidence_it_selected(tmp_path):
+    """QAService with reread: the retrofit selects over the memory, then writes its answer from its best
+    evidence chunks placed in its window; every answer token is marked as read from exactly those chunks.
+    A model without a chat format is refused, naming the model."""
+    encoder, _ = Encoder.load("smollm2-hsa", "cpu")
+    pdf = make_pdf(tmp_path / "memo.pdf", memo_pages("52817", key_page=4))
+    with Store(tmp_path / "store") as store:
+        ingest([pdf], store, encoder, "memo", progress=False)
+        answer = QAService(store, encoder, reread=3).ask(
+            "What is the pass key? Remember it.", "memo", max_new_tokens=24
+        )
+        read = [c.chunk_id for c in answer.chunks[:3]]
+        assert "52817" in answer.answer and any("52817" in c.text for c in answer.chunks[:3])
+        assert answer.per_token and all([cid for cid, _ in t] == read for t in answer.per_token)
+        assert "select_s" in answer.timings
+        small, _ = Encoder.load(None, "cpu")
+        with pytest.raises(ValueError, match="reread needs a chat model.*hsa-small"):
+            QAService(store, small, reread=3)

@@ -1,0 +1,15 @@
+"""The `hsa` subcommands, one module each; what several of them share lives here."""
+
+import argparse
+
+
+def add_reread_argument(p: argparse.ArgumentParser) -> None:
+    """--reread N, for `hsa ask` and `hsa serve` (app/service.py, QAService)."""
+    p.add_argument(
+        "--reread",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a chat model (smollm2-hsa) writes its answer again from its N best evidence chunks placed in "
+        "its window, HSA off (default: %(default)s = answer through HSA)",
+    )

@@ -5,6 +5,7 @@ import json
 import sys
 import textwrap
 
+from app.commands import add_reread_argument
 from app.service import QAService
 from ingest import Encoder
 from storage import Store, StoreError, UsageError, default_store_path
@@ -25,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=64, help="answer length limit (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default: %(default)s)")
     p.add_argument("--chunks", type=int, default=5, help="evidence chunks to show (default: %(default)s)")
+    add_reread_argument(p)
     p.add_argument("--json", action="store_true", help="print {answer, chunks, timings} as JSON")
 
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         if note:
             print(f"hsa ask: warning: {note}", file=sys.stderr)
         with Store(args.store) as store:
-            service = QAService(store, encoder)
+            service = QAService(store, encoder, args.reread)
             kwargs = dict(max_new_tokens=args.max_tokens, temperature=args.temperature)
             if args.json:
                 answer = service.ask(args.question, args.collection, **kwargs)

@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 
+from app.commands import add_reread_argument
 from storage import Store, StoreError, UsageError, default_store_path
 
 
@@ -24,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--auth", default=os.environ.get("HSA_AUTH"), help="user:password required to log in ($HSA_AUTH)"
     )
+    add_reread_argument(p)
     p.add_argument("--max-upload-mb", type=int, default=200, help="largest upload (default: %(default)s MB)")
     p.add_argument("--concurrency", type=int, default=1, help="requests run at once (default: %(default)s)")
 
@@ -46,13 +48,14 @@ def run(args: argparse.Namespace) -> int:
         if note:
             print(f"hsa serve: warning: {note}", file=sys.stderr)
         store = Store(args.store)
-    except UsageError as e:
+        service = QAService(store, encoder, args.reread)
+    except (UsageError, ValueError) as e:
         print(f"hsa serve: {e}", file=sys.stderr)
         return 2
     except StoreError as e:
         print(f"hsa serve: {e}", file=sys.stderr)
         return 1
-    demo = build_ui(QAService(store, encoder))
+    demo = build_ui(service)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=256)
     print(f"hsa serve: store {store.root}, model {encoder.name}", file=sys.stderr)
     demo.launch(
