@@ -133,7 +133,10 @@ def test_hsa_ask_json(store_with_pdf):
     assert plain.returncode == 0, plain.stderr
     top = " ".join(answer["chunks"][0]["text"].split())
     assert top[-40:] in " ".join(plain.stdout.split())  # the whole chunk is shown, its end included
-    missing = subprocess.run(
-        [*cmd, "--collection", "nope", "--model", "test"], capture_output=True, text=True
-    )
+    piped = dict(capture_output=True, text=True, timeout=120)
+    missing = subprocess.run([*cmd, "--collection", "nope", "--model", "test"], **piped)
     assert missing.returncode == 2 and "no collection 'nope'" in missing.stderr
+    reread = subprocess.run([*cmd, "--collection", "docs", "--model", "test", "--reread", "3"], **piped)
+    assert reread.returncode == 2 and "reread needs a chat model such as smollm2-hsa, not test" in (
+        reread.stderr
+    )
