@@ -172,10 +172,16 @@ class QAService:
 
     def _read_again(self, ans: Answer, max_new_tokens: int, temperature: float, gen) -> Iterator[Answer]:
         """The answer written anew by the model without its HSA layers, the best evidence chunks in its
-        window; each token is marked as read from all of them (equal weights)."""
+        window; each token is marked as read from all of them (equal weights). Chunks are dropped from
+        the end until the prompt and the answer fit the window: whatever slid out would be unread."""
         read = ans.chunks[: self.reread]
         tok = self.model.tokenizer
-        prompt = torch.tensor(tok.context_prompt(ans.question, [c.text for c in read]), device=self.device)
+        room = self.model.cfg.window - max_new_tokens
+        prompt_ids = tok.context_prompt(ans.question, [c.text for c in read])
+        while len(prompt_ids) > room and len(read) > 1:
+            read = read[:-1]
+            prompt_ids = tok.context_prompt(ans.question, [c.text for c in read])
+        prompt = torch.tensor(prompt_ids, device=self.device)
         chunks = [(c.chunk_id, 1 / len(read)) for c in read]
         ids: list[int] = []
         with self.model.without_hsa():
