@@ -182,3 +182,23 @@ def test_auth_and_upload_limit(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_served_retrofit_rereads_its_evidence(tmp_path):
+    """`hsa serve --model smollm2-hsa --reread 3` (the README's command): the answer is written from the
+    three best evidence chunks, and every answer token points at exactly those."""
+    from gradio_client import Client, handle_file
+
+    proc, url = start_server(tmp_path, "--reread", "3", model="smollm2-hsa")
+    try:
+        client = Client(url, verbose=False)
+        pdf = make_pdf(tmp_path / "memo.pdf", memo_pages("52817", key_page=4))
+        client.predict([handle_file(str(pdf))], "memo", api_name="/ingest")
+        answer = client.predict("What is the pass key? Remember it.", "memo", 24, 0.0, api_name="/ask")
+        assert "52817" in answer["answer"]
+        top3 = [c["chunk_id"] for c in answer["chunks"][:3]]
+        assert answer["per_token"] and all(
+            [c["chunk_id"] for c in t["chunks"]] == top3 for t in answer["per_token"]
+        )
+    finally:
+        proc.kill()
