@@ -41,7 +41,7 @@ class HSAConfig:
     # ANSWER marker, so the lexical part searches with the question's words and not with the answer's,
     # which would pull back the chunk of the value just written (docs/training-notes.md, run 11)
     lexical_stop: int = -1
-    lexical_resume: int = -1  # and a token from which tokens join again: the next turn's QUESTION marker
+    lexical_resume: int = -1  # and a token after which tokens join again: the next turn's QUESTION marker
     # bins of whole words (a word's pieces hashed together, weighted per bin) instead of single tokens:
     # BPE pieces are not words, and on the R FAQ whole words rank the answering page as keyword search
     # does where token bins do not (scripts/lexical_rank.py; docs/retrofit.md, eleventh session)

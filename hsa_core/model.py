@@ -190,9 +190,10 @@ class HSAModel(nn.Module):
 
     def _lexical_ids(self, input_ids, doc, state: State | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The ids (B, ≥T) whose windows make the lexical queries of input_ids' positions and their
-        document ids: from a lexical_stop token (the stop included) to the next lexical_resume token or
-        the document's end a token is -1 (joins nothing); with a state, the stream's last tokens come
-        first and the window ignores documents."""
+        document ids: from a lexical_stop token (the stop included) to the next lexical_resume token (the
+        resume included: a chat's role word is not the question's) or the document's end a token is -1
+        (joins nothing); with a state, the stream's last tokens come first and the window ignores
+        documents."""
         cfg = self.cfg
         t = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         last_stop = torch.where(input_ids == cfg.lexical_stop, t, -1).cummax(1).values
@@ -203,11 +204,12 @@ class HSAModel(nn.Module):
             doc_start = torch.where(start, t, 0).cummax(1).values
             last_stop = torch.where(last_stop >= doc_start, last_stop, -1)
         after = last_stop > last_resume
+        mark = input_ids == cfg.lexical_resume
         if state is None:
-            return torch.where(after, -1, input_ids), doc
+            return torch.where(after | mark, -1, input_ids), doc
         after = after | (state.stopped & (last_stop < 0) & (last_resume < 0))  # no mark yet in this call
         state.stopped = after[:, -1:]
-        ids = torch.cat([state.recent, torch.where(after, -1, input_ids)], 1)
+        ids = torch.cat([state.recent, torch.where(after | mark, -1, input_ids)], 1)
         state.recent = ids[:, ids.shape[1] - state.recent.shape[1] :]
         return ids, None
 

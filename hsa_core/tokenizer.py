@@ -78,10 +78,12 @@ class Tokenizer:
         return [*self.prompt(question), *self.encode(answer.strip()), self.end_id]
 
     def pieces(self) -> list[str]:
-        """Each id's piece as the vocabulary spells it (byte-level BPE: Ġ marks a leading space)."""
+        """Each id's piece as the vocabulary spells it (byte-level BPE: Ġ marks a leading space); a special
+        token spells nothing: "<|im_start|>" is a mark, not a word of the text."""
         pieces = [""] * self.vocab_size
+        special = {i for i, t in self.hf.get_added_tokens_decoder().items() if t.special}
         for piece, i in self.hf.get_vocab().items():
-            pieces[i] = piece
+            pieces[i] = "" if i in special else piece
         return pieces
 
     @property

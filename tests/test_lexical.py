@@ -100,8 +100,8 @@ def test_idf_weighs_rare_tokens_above_common_ones(tmp_path):
 
 def test_from_the_stop_token_to_the_next_turn_no_token_joins_a_lexical_query():
     """The answer after the prompt's ANSWER marker does not search, until the next turn's QUESTION marker
-    or the document's end: per document in one pass, and the same when the stream arrives piece by
-    piece through a state (generation, a chat's turns)."""
+    (itself no word of the question) or the document's end: per document in one pass, and the same when
+    the stream arrives piece by piece through a state (generation, a chat's turns)."""
     cfg = HSAConfig.preset(
         "test", vocab_size=300, lexical_dim=16, lexical_window=4, lexical_stop=3, lexical_resume=2
     )
@@ -109,11 +109,11 @@ def test_from_the_stop_token_to_the_next_turn_no_token_joins_a_lexical_query():
     ids = torch.tensor([[10, 11, 3, 12, 2, 13, 3, 14, 20, 21, 3, 22]])
     doc = torch.tensor([[0] * 8 + [1] * 4])
     lexical, _ = m._lexical_ids(ids, doc, None)
-    assert lexical.tolist() == [[10, 11, -1, -1, 2, 13, -1, -1, 20, 21, -1, -1]]
+    assert lexical.tolist() == [[10, 11, -1, -1, -1, 13, -1, -1, 20, 21, -1, -1]]
     state = m.new_state()
     cuts = [(0, 2), (2, 3), (3, 4), (4, 6), (6, 8)]
     pieces = [m._lexical_ids(ids[:, a:b], None, state)[0][:, -(b - a) :] for a, b in cuts]
-    assert torch.cat(pieces, 1).tolist() == [[10, 11, -1, -1, 2, 13, -1, -1]]
+    assert torch.cat(pieces, 1).tolist() == [[10, 11, -1, -1, -1, 13, -1, -1]]
     with torch.no_grad():
         for group in m.groups:
             group.retrieval.lex_gate.fill_(0.1)

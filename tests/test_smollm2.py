@@ -12,6 +12,7 @@ from hsa_core import load_model
 from hsa_core.data import DataConfig
 from hsa_core.evaluate import evidence_rows, run_sample, score
 from hsa_core.layers import rope_angles
+from hsa_core.lexical import word_pieces
 from hsa_core.smollm2 import is_base_parameter
 from hsa_core.tasks import TaskEnv, make_sample
 from hsa_core.tokenizer import ChatTokenizer
@@ -146,6 +147,11 @@ def test_the_shipped_retrofit_loads_by_name_and_retrieves():
     prompt = tok.prompt("What is the pass key?")
     assert cfg.lexical_dim and cfg.lexical_stop == tok.end_id and cfg.lexical_resume in prompt
     assert tok.hf.id_to_token(cfg.lexical_resume) == "user"
+    # the chat marks are no words: neither <|im_start|> nor the role joins the question's query
+    lexical, _ = model._lexical_ids(torch.tensor([prompt]), None, None)
+    marks = lexical[0, : prompt.index(cfg.lexical_resume) + 1]
+    assert marks[-1] == -1 and (model.word_pieces[marks[:-1]] == 0).all()  # <|im_start|>: a separator
+    assert (model.word_pieces == word_pieces(tok.pieces())).all()
     env = TaskEnv(model.tokenizer, window=model.cfg.window)
     right = 0
     for seed in range(2):
