@@ -20,14 +20,13 @@ from pathlib import Path
 
 import torch
 
-from app.service import QAService
+from app.service import REREAD, QAService
 from ingest import Encoder, ingest
 from storage import Store
 
 DATA = Path(__file__).parent / "data"
 PDF = DATA / "R-FAQ.pdf"
 COLLECTION = "r-faq"
-REREAD = 3  # chunks a chat model reads again in its window: as many as the keyword baseline reads
 STOPWORDS = set(
     "a an and are as at be by can do does for from how i in is it of on or r s should that the this to "
     "what when where which who whose why with you your".split()
@@ -82,7 +81,7 @@ def run(model: str | None = None, device: str = "cpu", baseline_model=None, max_
         t0 = time.perf_counter()
         ingest([PDF], store, encoder, COLLECTION, progress=False)
         ingest_s = time.perf_counter() - t0
-        service = QAService(store, encoder)
+        service = QAService(store, encoder, reread=0)  # through HSA
         chat = hasattr(encoder.model.tokenizer, "context_prompt")
         rereader = QAService(store, encoder, reread=REREAD) if chat else None
         for q in questions:

@@ -36,7 +36,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "store") as store:
         ingest([PDF], store, encoder, COLLECTION, progress=False)
-        service = QAService(store, encoder)
+        service = QAService(store, encoder, reread=0)  # through HSA
         memory = service.memory(COLLECTION)
         for q in load_questions():
             kw = [r[2] for r in keyword_chunks(store, q.question, 3)]

@@ -185,11 +185,11 @@ def test_auth_and_upload_limit(tmp_path):
 
 
 def test_served_retrofit_rereads_its_evidence(tmp_path):
-    """`hsa serve --model smollm2-hsa --reread 3` (the README's command): the answer is written from the
-    three best evidence chunks, and every answer token points at exactly those."""
+    """`hsa serve --model smollm2-hsa` (the README's command; a chat model rereads by default): the answer
+    is written from the three best evidence chunks, and every answer token points at exactly those."""
     from gradio_client import Client, handle_file
 
-    proc, url = start_server(tmp_path, "--reread", "3", model="smollm2-hsa")
+    proc, url = start_server(tmp_path, model="smollm2-hsa")
     try:
         client = Client(url, verbose=False)
         pdf = make_pdf(tmp_path / "memo.pdf", memo_pages("52817", key_page=4))

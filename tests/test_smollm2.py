@@ -210,20 +210,24 @@ def test_without_hsa_the_retrofit_is_its_base(model):
 
 
 def test_reread_answers_from_the_evidence_it_selected(tmp_path):
-    """QAService with reread: the retrofit selects over the memory, then writes its answer from its best
-    evidence chunks placed in its window; every answer token is marked as read from exactly those chunks,
-    and only as many as fit the window with the answer. A model without a chat format is refused."""
+    """QAService with reread, a chat model's default: the retrofit selects over the memory, then writes its
+    answer from its best 3 evidence chunks placed in its window; every answer token is marked as read from
+    exactly those chunks, and only as many as fit the window with the answer. reread=0 answers through
+    HSA. A model without a chat format is refused, and does not reread by default."""
     encoder, _ = Encoder.load("smollm2-hsa", "cpu")
     pdf = make_pdf(tmp_path / "memo.pdf", memo_pages("52817", key_page=4))
     with Store(tmp_path / "store") as store:
         ingest([pdf], store, encoder, "memo", progress=False)
-        answer = QAService(store, encoder, reread=3).ask(
+        answer = QAService(store, encoder).ask(
             "What is the pass key? Remember it.", "memo", max_new_tokens=24
         )
         read = [c.chunk_id for c in answer.chunks[:3]]
         assert "52817" in answer.answer and any("52817" in c.text for c in answer.chunks[:3])
         assert answer.per_token and all([cid for cid, _ in t] == read for t in answer.per_token)
         assert "select_s" in answer.timings
+        through = QAService(store, encoder, reread=0).ask("What is the pass key?", "memo", max_new_tokens=4)
+        assert "select_s" not in through.timings  # no second pass: the tokens carry their selection weights
+        assert any(len({round(w, 6) for _, w in t}) > 1 for t in through.per_token)
         # eight chunks and 64 answer tokens do not fit a 512-token window: the lowest-ranked are left out
         wide = QAService(store, encoder, reread=8).ask("What is the pass key? Remember it.", "memo")
         read = {cid for t in wide.per_token for cid, _ in t}
@@ -231,3 +235,4 @@ def test_reread_answers_from_the_evidence_it_selected(tmp_path):
         small, _ = Encoder.load(None, "cpu")
         with pytest.raises(ValueError, match="reread needs a chat model.*hsa-small"):
             QAService(store, small, reread=3)
+        assert QAService(store, small).reread == 0

@@ -8,8 +8,7 @@ def add_reread_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reread",
         type=int,
-        default=0,
         metavar="N",
         help="a chat model (smollm2-hsa) writes its answer again from its N best evidence chunks placed in "
-        "its window, HSA off (default: %(default)s = answer through HSA)",
+        "its window, HSA off; 0: answer through HSA (default: 3 for a chat model, 0 for others)",
     )
