@@ -148,7 +148,7 @@ class QAService:
             scores: dict[int, float] = defaultdict(float)
             ids: list[int] = []
             for step in steps:
-                if "first_token_s" not in ans.timings:
+                if not self.reread and "first_token_s" not in ans.timings:
                     ans.timings["first_token_s"] = round(time.perf_counter() - t_mem, 4)
                 if step.token in self.model.tokenizer.stop_ids:
                     break
@@ -159,9 +159,9 @@ class QAService:
                 if not self.reread:
                     yield self._grown(ans, ids, sorted(weights.items(), key=lambda kv: -kv[1]))
             ans.chunks = self.evidence(scores)
-            if self.reread and ans.chunks:
+            if self.reread:  # with no evidence (an empty memory) the base answers from the question alone
                 ans.timings["select_s"] = round(time.perf_counter() - t_mem, 4)
-                yield from self._read_again(ans, max_new_tokens, temperature, gen)
+                yield from self._read_again(ans, max_new_tokens, temperature, gen, t_mem)
             ans.timings["generate_s"] = round(time.perf_counter() - t_mem, 4)
             n = max(len(ans.tokens), 1)
             ans.timings["tokens_per_s"] = round(n / max(ans.timings["generate_s"], 1e-9), 2)
@@ -176,10 +176,13 @@ class QAService:
         ans.answer = self.model.tokenizer.decode(ids).strip()
         return ans
 
-    def _read_again(self, ans: Answer, max_new_tokens: int, temperature: float, gen) -> Iterator[Answer]:
+    def _read_again(
+        self, ans: Answer, max_new_tokens: int, temperature: float, gen, t_mem: float
+    ) -> Iterator[Answer]:
         """The answer written anew by the model without its HSA layers, the best evidence chunks in its
         window; each token is marked as read from all of them (equal weights). Chunks are dropped from
-        the end until the prompt and the answer fit the window: whatever slid out would be unread."""
+        the end until the prompt and the answer fit the window: whatever slid out would be unread. Its
+        first token is the answer's first (first_token_s), after the selection pass (select_s)."""
         read = ans.chunks[: self.reread]
         tok = self.model.tokenizer
         room = self.model.cfg.window - max_new_tokens
@@ -199,6 +202,8 @@ class QAService:
                 generator=gen,
             )
             for step in steps:
+                if "first_token_s" not in ans.timings:
+                    ans.timings["first_token_s"] = round(time.perf_counter() - t_mem, 4)
                 if step.token in tok.stop_ids:
                     break
                 ids.append(step.token)
