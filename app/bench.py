@@ -14,6 +14,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from app.commands import add_reread_argument
 from ingest.bench import make_pdf
 
 QUESTIONS = [
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pages", type=int, default=100, help="pages of the generated PDF (default: %(default)s)")
     p.add_argument("--concurrent", type=int, default=20, help="questions sent at once (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=16, help="answer length (default: %(default)s)")
+    add_reread_argument(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
     cmd = [sys.executable, "-m", "app.cli", "serve", "--store", str(work / "store"), "--model", args.model]
+    cmd += ["--reread", str(args.reread)] if args.reread is not None else []
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     latencies = [t for t, _ in results]
     out = {
         "model": args.model,
+        "reread": args.reread,
         "pages": args.pages,
         "tokens": report["tokens"],
         "chunks": report["chunks"],
