@@ -55,6 +55,11 @@ def build_ui(service: QAService) -> gr.Blocks:
         lines = [
             f"**Model** `{encoder.name}` · {service.model.num_parameters() / 1e6:.1f}M parameters · "
             f"chunk {cfg.chunk_size} tokens · window {cfg.window} · top-k {cfg.top_k} · {service.device}"
+            + (
+                f" · answers written from its {service.reread} best evidence chunks, HSA off"
+                if service.reread
+                else ""
+            )
         ]
         with lock:
             stats = {c.name: c for c in store.collections()}
