@@ -161,7 +161,7 @@ class QAService:
             ans.chunks = self.evidence(scores)
             if self.reread:  # with no evidence (an empty memory) the base answers from the question alone
                 ans.timings["select_s"] = round(time.perf_counter() - t_mem, 4)
-                yield from self._read_again(ans, max_new_tokens, temperature, gen, t_mem)
+                yield from self._read_again(ans, history, max_new_tokens, temperature, gen, t_mem)
             ans.timings["generate_s"] = round(time.perf_counter() - t_mem, 4)
             n = max(len(ans.tokens), 1)
             ans.timings["tokens_per_s"] = round(n / max(ans.timings["generate_s"], 1e-9), 2)
@@ -177,19 +177,23 @@ class QAService:
         return ans
 
     def _read_again(
-        self, ans: Answer, max_new_tokens: int, temperature: float, gen, t_mem: float
+        self, ans: Answer, history: list[tuple[str, str]], max_new_tokens: int, temperature: float, gen, t_mem
     ) -> Iterator[Answer]:
-        """The answer written anew by the model without its HSA layers, the best evidence chunks in its
-        window; each token is marked as read from all of them (equal weights). Chunks are dropped from
-        the end until the prompt and the answer fit the window: whatever slid out would be unread. Its
+        """The answer written anew by the model without its HSA layers, the best evidence chunks and the
+        chat's earlier turns in its window; each token is marked as read from all the chunks (equal
+        weights). Until the prompt and the answer fit the window (whatever slid out would be unread) the
+        oldest turns go but the last, then the lowest-ranked chunks but the best, then the last turn. Its
         first token is the answer's first (first_token_s), after the selection pass (select_s)."""
-        read = ans.chunks[: self.reread]
+        read, turns = ans.chunks[: self.reread], list(history)
         tok = self.model.tokenizer
         room = self.model.cfg.window - max_new_tokens
-        prompt_ids = tok.context_prompt(ans.question, [c.text for c in read])
-        while len(prompt_ids) > room and len(read) > 1:
-            read = read[:-1]
-            prompt_ids = tok.context_prompt(ans.question, [c.text for c in read])
+        prompt_ids = tok.context_prompt(ans.question, [c.text for c in read], turns)
+        while len(prompt_ids) > room and (len(read) > 1 or turns):
+            if len(turns) > 1 or len(read) <= 1:
+                turns = turns[1:]
+            else:
+                read = read[:-1]
+            prompt_ids = tok.context_prompt(ans.question, [c.text for c in read], turns)
         prompt = torch.tensor(prompt_ids, device=self.device)
         chunks = [(c.chunk_id, 1 / len(read)) for c in read]
         ids: list[int] = []

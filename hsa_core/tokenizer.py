@@ -124,12 +124,19 @@ class ChatTokenizer(Tokenizer):
     def turn(self, question: str, answer: str) -> list[int]:
         return [*super().turn(question, answer), *self.encode("\n")]
 
-    def context_prompt(self, question: str, passages: list[str]) -> list[int]:
+    def context_prompt(
+        self, question: str, passages: list[str], history: list[tuple[str, str]] = ()
+    ) -> list[int]:
         """The question after the passages it is to be answered from, as an instruct model is asked: the
-        base reading passages in its window (docqa_real's baseline, app/service.py's reread)."""
+        base reading passages in its window (docqa_real's baseline, app/service.py's reread); earlier
+        turns of the chat (question, answer) come between the instruction and the question."""
         context = "\n\n".join(passages)
-        return self.encode(
+        ids = self.encode(
             "<|im_start|>system\nAnswer the question in a few words, using the context.<|im_end|>\n"
+        )
+        for q, a in history:
+            ids += self.turn(q, a)
+        return ids + self.encode(
             f"<|im_start|>user\nContext:\n{context}\n\nQuestion: {question.strip()}<|im_end|>\n"
             "<|im_start|>assistant\n"
         )

@@ -232,6 +232,13 @@ def test_reread_answers_from_the_evidence_it_selected(tmp_path):
         wide = QAService(store, encoder, reread=8).ask("What is the pass key? Remember it.", "memo")
         read = {cid for t in wide.per_token for cid, _ in t}
         assert 1 <= len(read) < 8 and read <= {c.chunk_id for c in wide.chunks[:8]}
+        # a chat's earlier turns are read too, the oldest left out first when they do not fit with the chunks
+        tok = encoder.model.tokenizer
+        text = tok.hf.decode(tok.context_prompt("And the other?", ["A passage."], [("First?", "One.")]))
+        assert text.index("First?") < text.index("One.") < text.index("A passage.") < text.index("other?")
+        chat = [("Tell me a story.", "Once upon a time " * 40)] * 4  # 4 × ≈ 180 tokens: one turn fits
+        later = QAService(store, encoder).ask("What is the pass key? Remember it.", "memo", history=chat)
+        assert "52817" in later.answer and len({cid for t in later.per_token for cid, _ in t}) == 3
         small, _ = Encoder.load(None, "cpu")
         with pytest.raises(ValueError, match="reread needs a chat model.*hsa-small"):
             QAService(store, small, reread=3)
