@@ -180,6 +180,7 @@ GROWING = {
     "lexical_stop",
     "lexical_resume",
     "lexical_words",
+    "query_at_stop",
 }
 
 
