@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import torch
 
-from hsa_core import ModelNotFound, load_model
+from hsa_core import HSAConfig, ModelNotFound, load_model
 from hsa_core.model import HSAModel
 from storage import ModelInfo, UsageError
 
@@ -16,8 +16,12 @@ GPU_BATCH = 262144  # tokens encoded together on a GPU by default: 256K ran 1.5Ã
 
 
 def model_fingerprint(model: HSAModel) -> str:
-    """sha256 of the config and the weights (as bf16, so a model loaded in any dtype has one fingerprint)."""
-    h = hashlib.sha256(json.dumps(asdict(model.cfg), sort_keys=True).encode())
+    """sha256 of the config and the weights (as bf16, so a model loaded in any dtype has one fingerprint).
+    Config fields at their defaults are left out: a new option that is off changes no stored collection's
+    model."""
+    defaults = asdict(HSAConfig())
+    config = {k: v for k, v in asdict(model.cfg).items() if v != defaults[k]}
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().to("cpu", torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes())

@@ -1,5 +1,6 @@
 """The pipeline and the `hsa` commands end to end: real files, a real store, the real (tiny) model."""
 
+import dataclasses
 import json
 import re
 
@@ -10,6 +11,7 @@ import torch
 from app.cli import main
 from hsa_core.tokenizer import EOT
 from ingest import Encoder, extract_file, ingest
+from ingest.encode import model_fingerprint
 from storage import Store
 
 PAGES = [
@@ -117,6 +119,19 @@ def test_stored_memory_is_what_the_model_encodes(tmp_path, encoder):
         # the model reads the store's view as its memory
         logits = encoder.model(torch.tensor([ids[:10]]), memory=view)
         assert logits.shape == (1, 10, encoder.model.cfg.vocab_size) and torch.isfinite(logits).all()
+
+
+def test_fingerprint_counts_an_option_once_it_is_set(encoder):
+    """Options at their defaults are left out of a model's fingerprint (a new option that is off leaves
+    stored collections valid), but the same weights with an option set are another model."""
+    model, off = encoder.model, encoder.model.cfg
+    before = model_fingerprint(model)
+    try:
+        model.cfg = dataclasses.replace(off, lexical_dim=16, lexical_stop=3, query_at_stop=True)
+        assert model_fingerprint(model) != before
+    finally:
+        model.cfg = off
+    assert model_fingerprint(model) == before
 
 
 def test_batched_encoding_equals_one_document_at_a_time(encoder):
