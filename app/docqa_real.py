@@ -62,9 +62,9 @@ def keyword_chunks(store: Store, question: str, k: int) -> list[tuple[int, int, 
     ).fetchall()
 
 
-def base_answer(base, question: str, chunks: list[str], max_new_tokens: int = 32, memory=None) -> str:
+def base_answer(base, question: str, chunks: list[str], max_new_tokens: int, memory=None) -> str:
     """The instruct base's answer from the given chunks, in its own chat format, greedy (a retrofit may
-    read a chunk memory as well)."""
+    read a chunk memory as well); max_new_tokens is the other readers', so that no reader has more room."""
     tok = base.tokenizer
     ids = torch.tensor(tok.context_prompt(question, chunks))
     with torch.no_grad():
@@ -106,7 +106,9 @@ def run(model: str | None = None, device: str = "cpu", baseline_model=None, max_
                 row["reread_pages"] = [c.page for c in again.chunks[:5]]
                 row["reread_evidence_hit"] = q.page in row["reread_pages"]
             if baseline_model is not None:
-                row["base_answer"] = base_answer(baseline_model, q.question, [r[2] for r in keyword[:3]])
+                row["base_answer"] = base_answer(
+                    baseline_model, q.question, [r[2] for r in keyword[:3]], max_new_tokens
+                )
                 row["base_correct"] = q.is_answered_by(row["base_answer"])
             rows.append(row)
     n = len(rows)

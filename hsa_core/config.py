@@ -46,11 +46,6 @@ class HSAConfig:
     # BPE pieces are not words, and on the R FAQ whole words rank the answering page as keyword search
     # does where token bins do not (scripts/lexical_rank.py; docs/retrofit.md, eleventh session)
     lexical_words: bool = False
-    # from a lexical_stop token on (until the resume), the dense part of a position's retrieval query is
-    # made from the hidden state of the position before the stop — the question's last token — as the
-    # lexical part keeps the question's words: at the answer's own positions the query reads least of the
-    # question (scripts/selection_probe.py --at; docs/retrofit.md, fourteenth session)
-    query_at_stop: bool = False
     # low-rank adapters (LoRA) of this rank on every matrix of the upper groups' SWA layers (0 = none),
     # their B at zero so they start as no change: a retrofit's frozen upper layers can learn to use what
     # HSA brings them, and what ships is still only ours (docs/retrofit.md)
@@ -81,8 +76,6 @@ class HSAConfig:
             raise ValueError("top_k, chunk_size and window must be positive")
         if self.lexical_dim < 0 or self.lexical_window < 1:
             raise ValueError("lexical_dim must be ≥ 0 and lexical_window ≥ 1")
-        if self.query_at_stop and (not self.lexical_dim or self.lexical_stop < 0):
-            raise ValueError("query_at_stop needs a lexical part with a lexical_stop token")
 
     @property
     def dense_dim(self) -> int:

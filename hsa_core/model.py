@@ -37,9 +37,6 @@ class State:
     pending_ids: torch.Tensor  # (B, r) their token ids
     recent: torch.Tensor  # (B, lexical_history) the last token ids (-1: none yet) for lexical queries
     stopped: torch.Tensor  # (B, 1) bool: the stream is between a lexical_stop and a lexical_resume token
-    # per HSA group (B, 2, d): the hidden state the last position's retrieval query was made from, and the
-    # last position's own (query_at_stop: a stop at a call's first token reads the call before)
-    query_from: list[torch.Tensor]
     landmarks: torch.Tensor  # (B, Co, Hkv, Dl) the sequence's completed chunks
     k: torch.Tensor  # (B, Co, S, Hkv, D)
     v: torch.Tensor
@@ -133,21 +130,19 @@ class HSAModel(nn.Module):
         top_k,
         probe,
         lexical,
-        src,
     ):
         own_lmk, own_k, own_v = own
         B = x.shape[0]
         ext_lmk = memory.landmarks if memory is not None else None
         n_ext = ext_lmk.shape[0] if ext_lmk is not None else 0
         j = 0
-        for g, group in enumerate(self.groups):
+        for group in self.groups:
             if not self.hsa:
                 x = self._blocks(group, x, rope, doc, state, j)
                 j += len(group.blocks)
                 continue
             bags = group.retrieval.bags(*lexical, x.shape[1], self.word_pieces) if lexical else None
-            xq = self._query_states(x, src, state, g)
-            indices, weights = group.retrieval(xq, positions, own_lmk, ext_lmk, top_k, bags)
+            indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk, top_k, bags)
             k, v, local = own_k, own_v, indices
             if n_ext:
                 # gather only the external chunks some token picked; renumber indices into [ext | own]
@@ -167,25 +162,12 @@ class HSAModel(nn.Module):
                 selections.weights.append(weights)
             if probe is not None:
                 probe.queries.append(
-                    group.retrieval.query(xq[probe.mask], bags[probe.mask] if lexical else None)
+                    group.retrieval.query(x[probe.mask], bags[probe.mask] if lexical else None)
                 )
             x = group.hsa(x, k, v, local, weights, self.backend)
             x = self._blocks(group, x, rope, doc, state, j)
             j += len(group.blocks)
         return x
-
-    def _query_states(self, x, src, state: State | None, g: int) -> torch.Tensor:
-        """The hidden states (B, T, d) group g's retrieval queries are made from: x, or with query_at_stop
-        x at src (B, T), where -2 and -1 are the state's (the source of the last query before this
-        call, and the last position's own state)."""
-        if src is None:
-            return x
-        if state is None:
-            return x.gather(1, src[..., None].expand_as(x))
-        ctx = torch.cat([state.query_from[g].to(x.dtype), x], 1)
-        xq = ctx.gather(1, (src + 2)[..., None].expand_as(x))
-        state.query_from[g] = torch.stack([xq[:, -1], x[:, -1]], 1)
-        return xq
 
     def _blocks(self, group: Group, x, rope, doc, state: State | None, j: int) -> torch.Tensor:
         """A group's SWA layers; j: the first one's index among all upper SWA layers (its cache)."""
@@ -206,15 +188,12 @@ class HSAModel(nn.Module):
         finally:
             self.hsa = True
 
-    def _lexical_ids(
-        self, input_ids, doc, state: State | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _lexical_ids(self, input_ids, doc, state: State | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The ids (B, ≥T) whose windows make the lexical queries of input_ids' positions and their
         document ids: from a lexical_stop token (the stop included) to the next lexical_resume token (the
         resume included: a chat's role word is not the question's) or the document's end a token is -1
         (joins nothing); with a state, the stream's last tokens come first and the window ignores
-        documents. Third, with query_at_stop, the position (B, T) whose hidden state makes each
-        position's dense query: the one before its stop, else itself (see _query_states)."""
+        documents."""
         cfg = self.cfg
         t = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         last_stop = torch.where(input_ids == cfg.lexical_stop, t, -1).cummax(1).values
@@ -226,20 +205,13 @@ class HSAModel(nn.Module):
             last_stop = torch.where(last_stop >= doc_start, last_stop, -1)
         after = last_stop > last_resume
         mark = input_ids == cfg.lexical_resume
-        src = None
         if state is None:
-            if cfg.query_at_stop:  # a stop at its document's start has no question before it
-                first = doc_start if doc is not None else 0
-                src = torch.where(after & (last_stop > first), last_stop - 1, t)
-            return torch.where(after | mark, -1, input_ids), doc, src
-        carried = state.stopped & (last_stop < 0) & (last_resume < 0)  # no mark yet in this call
-        if cfg.query_at_stop:  # -2: the query source before this call, -1: its last position
-            src = torch.where(carried, -2, torch.where(after, last_stop - 1, t))
-        after = after | carried
+            return torch.where(after | mark, -1, input_ids), doc
+        after = after | (state.stopped & (last_stop < 0) & (last_resume < 0))  # no mark yet in this call
         state.stopped = after[:, -1:]
         ids = torch.cat([state.recent, torch.where(after | mark, -1, input_ids)], 1)
         state.recent = ids[:, ids.shape[1] - state.recent.shape[1] :]
-        return ids, None, src
+        return ids, None
 
     # -- public paths -----------------------------------------------------------------------------
 
@@ -270,9 +242,9 @@ class HSAModel(nn.Module):
         rope = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
         x = self._lower(input_ids, doc_ids, rope, state)
         new = self._chunks(x, input_ids, state)
-        lexical = src = None  # the ids whose last lexical_window tokens make each position's lexical query
+        lexical = None  # the ids whose last lexical_window tokens make each position's lexical query
         if cfg.lexical_dim:
-            *lexical, src = self._lexical_ids(input_ids, doc_ids, state)
+            lexical = self._lexical_ids(input_ids, doc_ids, state)
         if state is not None:
             state.landmarks = torch.cat([state.landmarks, new[0]], 1)
             state.k, state.v = torch.cat([state.k, new[1]], 1), torch.cat([state.v, new[2]], 1)
@@ -282,9 +254,7 @@ class HSAModel(nn.Module):
             own = new
         if probe is not None:
             probe.landmarks, probe.scale, probe.lag = own[0], cfg.dense_dim**-0.5, cfg.select_lag
-        x = self._upper(
-            x, doc_ids, rope, positions, own, memory, state, selections, top_k, probe, lexical, src
-        )
+        x = self._upper(x, doc_ids, rope, positions, own, memory, state, selections, top_k, probe, lexical)
         if last_only:
             x = x[:, -1:]
         return F.linear(self.norm(x), self.embed.weight)
@@ -302,7 +272,6 @@ class HSAModel(nn.Module):
             pending_ids=torch.zeros(batch, 0, dtype=torch.long, device=p.device),
             recent=torch.full((batch, cfg.lexical_history), -1, device=p.device),
             stopped=torch.zeros(batch, 1, dtype=torch.bool, device=p.device),
-            query_from=[z(2, cfg.d_model) for _ in self.groups],
             landmarks=z(0, Hkv, cfg.landmark_dim),
             k=z(0, S, Hkv, cfg.head_dim),
             v=z(0, S, Hkv, cfg.head_dim),

@@ -180,7 +180,6 @@ GROWING = {
     "lexical_stop",
     "lexical_resume",
     "lexical_words",
-    "query_at_stop",
 }
 
 

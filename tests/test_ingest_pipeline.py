@@ -127,7 +127,7 @@ def test_fingerprint_counts_an_option_once_it_is_set(encoder):
     model, off = encoder.model, encoder.model.cfg
     before = model_fingerprint(model)
     try:
-        model.cfg = dataclasses.replace(off, lexical_dim=16, lexical_stop=3, query_at_stop=True)
+        model.cfg = dataclasses.replace(off, lexical_dim=16, lexical_stop=3, lexical_words=True)
         assert model_fingerprint(model) != before
     finally:
         model.cfg = off

@@ -17,7 +17,7 @@ from hsa_core.lexical import (
     word_hashes,
     word_pieces,
 )
-from hsa_core.model import RetrievalProbe, Selections
+from hsa_core.model import Selections
 
 
 def test_window_bags_sum_each_positions_last_tokens_within_its_document():
@@ -98,25 +98,17 @@ def test_idf_weighs_rare_tokens_above_common_ones(tmp_path):
     assert weights[2] == pytest.approx(math.log(11 / 2))
 
 
-@pytest.mark.parametrize("query_at_stop", [False, True])
-def test_from_the_stop_token_to_the_next_turn_no_token_joins_a_lexical_query(query_at_stop):
+def test_from_the_stop_token_to_the_next_turn_no_token_joins_a_lexical_query():
     """The answer after the prompt's ANSWER marker does not search, until the next turn's QUESTION marker
     (itself no word of the question) or the document's end: per document in one pass, and the same when
-    the stream arrives piece by piece through a state (generation, a chat's turns), also when the dense
-    query is made at the question's last token (query_at_stop)."""
+    the stream arrives piece by piece through a state (generation, a chat's turns)."""
     cfg = HSAConfig.preset(
-        "test",
-        vocab_size=300,
-        lexical_dim=16,
-        lexical_window=4,
-        lexical_stop=3,
-        lexical_resume=2,
-        query_at_stop=query_at_stop,
+        "test", vocab_size=300, lexical_dim=16, lexical_window=4, lexical_stop=3, lexical_resume=2
     )
     m = HSAModel(cfg).eval()
     ids = torch.tensor([[10, 11, 3, 12, 2, 13, 3, 14, 20, 21, 3, 22]])
     doc = torch.tensor([[0] * 8 + [1] * 4])
-    lexical, *_ = m._lexical_ids(ids, doc, None)
+    lexical, _ = m._lexical_ids(ids, doc, None)
     assert lexical.tolist() == [[10, 11, -1, -1, -1, 13, -1, -1, 20, 21, -1, -1]]
     state = m.new_state()
     cuts = [(0, 2), (2, 3), (3, 4), (4, 6), (6, 8)]
@@ -245,29 +237,3 @@ def test_word_bins_select_the_chunk_holding_a_word_split_into_pieces(tmp_path):
     word = word_hashes(torch.tensor([[7, 8, 9]]), table)[0][0, -1] % 300
     assert weights[word] == pytest.approx(math.log(6 / 6))  # in all 5 chunks, counted once each
     assert weights.max() == pytest.approx(math.log(6))  # slots of no word
-
-
-def test_with_query_at_stop_the_answer_queries_as_the_questions_last_token():
-    """query_at_stop: from the stop token to the next turn every position's dense query is the one the
-    question's last token makes (the lexical part is each position's own); elsewhere each its own."""
-    kw = dict(vocab_size=300, lexical_dim=16, lexical_window=4, lexical_stop=3, lexical_resume=2)
-    ids = torch.tensor([[10, 11, 12, 3, 13, 14, 2, 15, 16]])
-    queries = {}
-    for on in (False, True):
-        torch.manual_seed(0)
-        m = HSAModel(HSAConfig.preset("test", query_at_stop=on, **kw)).eval()
-        probe = RetrievalProbe(mask=torch.ones_like(ids, dtype=torch.bool))
-        with torch.no_grad():
-            m(ids, probe=probe)
-        queries[on] = probe.queries[0][:, :, : m.cfg.dense_dim]
-    off, on = queries[False], queries[True]
-    for t in range(ids.shape[1]):
-        want = off[2] if 3 <= t <= 5 else off[t]  # stop at 3, the resume ("user") at 6 queries again
-        torch.testing.assert_close(on[t], want)
-    assert not torch.allclose(off[4], off[2])
-    # a stop that starts a document has no question before it: each position keeps its own state
-    m = HSAModel(HSAConfig.preset("test", query_at_stop=True, **kw)).eval()
-    ids, doc = torch.tensor([[10, 11, 3, 3, 14]]), torch.tensor([[0, 0, 0, 1, 1]])
-    assert m._lexical_ids(ids, doc, None)[2].tolist() == [[0, 1, 1, 3, 4]]
-    with pytest.raises(ValueError, match="query_at_stop needs"):
-        HSAConfig.preset("test", vocab_size=300, query_at_stop=True)

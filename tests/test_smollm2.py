@@ -149,7 +149,7 @@ def test_the_shipped_retrofit_loads_by_name_and_retrieves():
     assert cfg.lexical_dim and cfg.lexical_stop == tok.end_id and cfg.lexical_resume in prompt
     assert tok.hf.id_to_token(cfg.lexical_resume) == "user"
     # the chat marks are no words: neither <|im_start|> nor the role joins the question's query
-    lexical, *_ = model._lexical_ids(torch.tensor([prompt]), None, None)
+    lexical, _ = model._lexical_ids(torch.tensor([prompt]), None, None)
     marks = lexical[0, : prompt.index(cfg.lexical_resume) + 1]
     assert marks[-1] == -1 and (model.word_pieces[marks[:-1]] == 0).all()  # <|im_start|>: a separator
     assert (model.word_pieces == word_pieces(tok.pieces())).all()
