@@ -80,7 +80,7 @@ class QAService:
         """reread > 0: select over the memory for the answer's first SELECT_TOKENS tokens, then answer
         again with the HSA layers off, the `reread` best evidence chunks placed in the window — a
         retrofit's base reads prose in its window, not through its HSA layers (docs/retrofit.md, twelfth
-        session). Chat models only. None: REREAD for a chat model (on the R FAQ 29% answered against 2%
+        session). Chat models only. None: REREAD for a chat model (on the R FAQ 34% answered against 2%
         through HSA), 0 (through HSA) for others."""
         chat = hasattr(encoder.model.tokenizer, "context_prompt")
         if reread is None:

@@ -244,8 +244,9 @@ def test_reread_answers_from_the_evidence_it_selected(tmp_path):
         assert 1 <= len(read) < 8 and read <= {c.chunk_id for c in wide.chunks[:8]}
         # a chat's earlier turns are read too, the oldest left out first when they do not fit with the chunks
         tok = encoder.model.tokenizer
-        text = tok.hf.decode(tok.context_prompt("And the other?", ["A passage."], [("First?", "One.")]))
-        assert text.index("First?") < text.index("One.") < text.index("A passage.") < text.index("other?")
+        text = tok.hf.decode(tok.context_prompt("And the other?", ["Best.", "Next."], [("First?", "One.")]))
+        assert text.index("First?") < text.index("One.") < text.index("Next.") < text.index("Best.")
+        assert text.index("Best.") < text.index("other?")  # the best passage nearest the question
         chat = [("Tell me a story.", "Once upon a time " * 40)] * 4  # 4 × ≈ 180 tokens: one turn fits
         later = QAService(store, encoder).ask("What is the pass key? Remember it.", "memo", history=chat)
         assert "52817" in later.answer and len({cid for t in later.per_token for cid, _ in t}) == 3
