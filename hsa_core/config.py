@@ -46,6 +46,10 @@ class HSAConfig:
     # BPE pieces are not words, and on the R FAQ whole words rank the answering page as keyword search
     # does where token bins do not (scripts/lexical_rank.py; docs/retrofit.md, eleventh session)
     lexical_words: bool = False
+    # False: retrieval scores are the lexical part alone (the learnt query's part is zero). On real documents
+    # the learnt part is a chunk prior that no question changes (docs/retrofit.md, thirteenth session);
+    # trained without it, a model has to find needles by their words
+    dense_retrieval: bool = True
     # low-rank adapters (LoRA) of this rank on every matrix of the upper groups' SWA layers (0 = none),
     # their B at zero so they start as no change: a retrofit's frozen upper layers can learn to use what
     # HSA brings them, and what ships is still only ours (docs/retrofit.md)
@@ -76,6 +80,8 @@ class HSAConfig:
             raise ValueError("top_k, chunk_size and window must be positive")
         if self.lexical_dim < 0 or self.lexical_window < 1:
             raise ValueError("lexical_dim must be ≥ 0 and lexical_window ≥ 1")
+        if not self.dense_retrieval and not self.lexical_dim:
+            raise ValueError("dense_retrieval = false needs a lexical part (lexical_dim > 0) to select by")
 
     @property
     def dense_dim(self) -> int:

@@ -44,7 +44,10 @@ class Retrieval(nn.Module):
         """Retrieval queries (..., Hkv, Dl) of hidden states x (..., d) and, with a lexical part, their
         positions' bags (..., lexical_dim)."""
         cfg = self.cfg
-        q = self.wq(self.norm(x)).unflatten(-1, (cfg.hsa_kv_heads, cfg.dense_dim))
+        if cfg.dense_retrieval:
+            q = self.wq(self.norm(x)).unflatten(-1, (cfg.hsa_kv_heads, cfg.dense_dim))
+        else:
+            q = x.new_zeros(*x.shape[:-1], cfg.hsa_kv_heads, cfg.dense_dim)
         if not cfg.lexical_dim:
             return q
         # scores are scaled by 1/√dense_dim for the learnt part; the lexical part is not

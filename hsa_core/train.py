@@ -180,6 +180,7 @@ GROWING = {
     "lexical_stop",
     "lexical_resume",
     "lexical_words",
+    "dense_retrieval",
 }
 
 

@@ -81,6 +81,38 @@ def test_the_lexical_part_selects_the_chunk_holding_the_querys_words():
     assert plain.shape == (1, question.numel(), 300)
 
 
+def test_without_dense_retrieval_the_learnt_query_selects_nothing():
+    """dense_retrieval = false: selection is the lexical part's alone, whatever the learnt query's
+    weights; the option needs a lexical part."""
+    torch.manual_seed(0)
+    cfg = HSAConfig.preset("test", vocab_size=300, lexical_dim=64, lexical_window=6, dense_retrieval=False)
+    m = HSAModel(cfg).eval()
+    S = cfg.chunk_size
+    doc = torch.randint(100, 300, (10 * S,))
+    doc[6 * S + 1 : 6 * S + 4] = torch.tensor([7, 8, 9])
+    question = torch.tensor([20, 21, 7, 8, 9])
+    memory = m.encode_memory(doc)
+
+    def picks():
+        sel = Selections(len(memory))
+        with torch.no_grad():
+            for group in m.groups:
+                group.retrieval.lex_gate.fill_(1.0)
+            m(question[None], memory=memory, selections=sel)
+        return [(i[0, -1], w[0, -1]) for i, w in zip(sel.indices, sel.weights, strict=True)]
+
+    before = picks()
+    with torch.no_grad():
+        for group in m.groups:
+            group.retrieval.wq.weight.normal_(std=1.0)
+    for (i, w), (j, v) in zip(before, picks(), strict=True):
+        assert torch.equal(i, j)
+        torch.testing.assert_close(w, v)
+        assert i[0, w[0].argmax()] == 6
+    with pytest.raises(ValueError, match="dense_retrieval = false needs a lexical part"):
+        HSAConfig.preset("test", vocab_size=300, dense_retrieval=False)
+
+
 def test_idf_weighs_rare_tokens_above_common_ones(tmp_path):
     """Token 1 is in every chunk, token 2 in one, token 3 in none: their IDF falls in that order, and a
     token repeated within a chunk counts once."""
