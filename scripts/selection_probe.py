@@ -45,8 +45,8 @@ def main() -> None:
     encoder, _ = Encoder.load(args.model, "cpu")
     model, questions = encoder.model, load_questions()
     tok, D = model.tokenizer, model.cfg.dense_dim
-    if not model.cfg.lexical_dim:
-        raise SystemExit(f"{args.model}: this model has no lexical part to compare with")
+    if not model.cfg.lexical_dim or not model.cfg.dense_retrieval:
+        raise SystemExit(f"{args.model}: this model selects by one part only, there is nothing to compare")
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "store") as store:
         ingest([PDF], store, encoder, COLLECTION, progress=False)
         memory = store.memory(COLLECTION, device="cpu")
