@@ -1,18 +1,20 @@
-"""The real-document benchmark's data: 50+ questions, each answered on the page it names."""
+"""The real-document benchmark's data: 50+ questions per PDF, each answered on the page it names."""
 
 import pymupdf
+import pytest
 
-from app.docqa_real import PDF, Question, load_questions
+from app.docqa_real import DATA, DOCUMENTS, Question, load_questions
 
 
 def norm(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def test_every_reference_is_on_its_page():
-    questions = load_questions()
+@pytest.mark.parametrize("documents", DOCUMENTS)
+def test_every_reference_is_on_its_page(documents):
+    questions = load_questions(documents)
     assert len(questions) >= 50 and len({q.question for q in questions}) == len(questions)
-    with pymupdf.open(PDF) as doc:
+    with pymupdf.open(DATA / DOCUMENTS[documents]) as doc:
         for q in questions:
             page = norm(doc[q.page - 1].get_text())
             assert any(norm(a) in page for a in q.answers), (q.page, q.question)
@@ -23,6 +25,12 @@ def test_scoring_is_containment_of_any_reference():
     assert q.is_answered_by("R 4.1.3 was the last one") and not q.is_answered_by("4.1.2")
 
 
-def test_no_question_gives_its_answer_away():
-    for q in load_questions():
+@pytest.mark.parametrize("documents", DOCUMENTS)
+def test_no_question_gives_its_answer_away(documents):
+    for q in load_questions(documents):
         assert not any(a.lower() in q.question.lower() for a in q.answers), q.question
+
+
+def test_an_unknown_document_set_is_named_in_the_error():
+    with pytest.raises(ValueError, match="unknown documents 'r-admin': one of r-faq, r-data"):
+        load_questions("r-admin")

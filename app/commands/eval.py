@@ -38,6 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="weights and activations; auto: bfloat16 on cuda, float32 on cpu (default: %(default)s)",
     )
     p.add_argument("--corpus", help="corpus folder, needed by docqa tasks and the corpus haystack")
+    p.add_argument(
+        "--documents",
+        choices=["r-faq", "r-data"],
+        default="r-faq",
+        help="docqa_real's PDF and questions: the R FAQ, or R Data Import/Export, tuned on by nothing "
+        "(default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="first sample seed (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=32, help="answer length limit (default: %(default)s)")
     p.add_argument(
@@ -128,13 +135,13 @@ def run_docqa_real(args: argparse.Namespace) -> int:
         print(f"hsa eval: the base-model baseline needs SmolLM2: {e}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    result = docqa_real.run(args.model, device, base, args.max_tokens)
+    result = docqa_real.run(args.model, device, base, args.max_tokens, args.documents)
     result["summary"]["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "docqa_real.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"docqa_real-{args.documents}.json").write_text(json.dumps(result, indent=1) + "\n")
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         print(docqa_real.table(result["summary"]))
-        print(f"\nwritten: {args.out / 'docqa_real.json'}")
+        print(f"\nwritten: {args.out / f'docqa_real-{args.documents}.json'}")
     return 0
