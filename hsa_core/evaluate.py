@@ -98,9 +98,14 @@ def evidence_rows(sample: Sample, chunk_size: int) -> set[int]:
 
 @torch.no_grad()  # not inference_mode: the GPU SWA path caches its mask by tensor version
 def run_sample(
-    model: HSAModel, sample: Sample, max_new_tokens: int = 32, segment: int = 65536
+    model: HSAModel,
+    sample: Sample,
+    max_new_tokens: int = 32,
+    segment: int = 65536,
+    top_k: int | None = None,
 ) -> tuple[str, set[int], float]:
-    """Encode the context, ask the question; the answer, the memory rows selected, and the seconds."""
+    """Encode the context, ask the question; the answer, the memory rows selected, and the seconds.
+    top_k overrides the chunks each answer token reads per HSA layer."""
     device = next(model.parameters()).device
     t0 = time.perf_counter()
     parts = [
@@ -116,7 +121,11 @@ def run_sample(
     prompt = torch.tensor(sample.prompt, device=device)
     tokens, selected = [], set()
     for step in model.generate(
-        prompt, memory=memory, max_new_tokens=max_new_tokens, stop_ids=model.tokenizer.stop_ids
+        prompt,
+        memory=memory,
+        max_new_tokens=max_new_tokens,
+        stop_ids=model.tokenizer.stop_ids,
+        top_k=top_k,
     ):
         for layer in step.layers:
             selected.update(int(i) for i in layer.ids.flatten() if i >= 0)
@@ -138,6 +147,7 @@ def evaluate(
     max_new_tokens: int = 32,
     options: dict[str, dict] | None = None,
     on_sample=None,
+    top_k: int | None = None,
 ) -> list[Result]:
     """Accuracy and evidence recall per (task, length) over `samples` samples (seeds seed..seed+n-1)."""
     results = []
@@ -146,7 +156,7 @@ def evaluate(
             per = []
             for i in range(samples):
                 sample = make_sample(task, length, seed + i, env, **(options or {}).get(task, {}))
-                answer, selected, seconds = run_sample(model, sample, max_new_tokens)
+                answer, selected, seconds = run_sample(model, sample, max_new_tokens, top_k=top_k)
                 evidence = evidence_rows(sample, model.cfg.chunk_size)
                 recall = len(evidence & selected) / len(evidence) if evidence else 1.0
                 r = SampleResult(

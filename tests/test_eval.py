@@ -117,14 +117,14 @@ def test_hsa_eval_command(tmp_path):
     cmd = [sys.executable, "-m", "app.cli", "eval", "--model", "test", "--tasks", "passkey,niah_single"]
     out = subprocess.run(
         [*cmd, "--lengths", "1k", "--samples", "2", "--max-tokens", "4", "--dtype", "bfloat16"]
-        + ["--json", "--out", str(tmp_path)],
+        + ["--top-k", "2", "--json", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert (data["device"], data["dtype"]) == ("cpu", "bfloat16")
+    assert (data["device"], data["dtype"], data["top_k"]) == ("cpu", "bfloat16", 2)
     assert [(r["task"], r["length"], r["samples"]) for r in data["results"]] == [
         ("passkey", 1024, 2),
         ("niah_single", 1024, 2),

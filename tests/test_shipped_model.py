@@ -35,3 +35,11 @@ def test_finds_the_needle_beyond_its_window(model, task, least):
         right += score(task, answer, sample.answers) == 1.0
         assert evidence_rows(sample, model.cfg.chunk_size) & selected, seed
     assert right >= least
+
+
+def test_top_k_limits_the_chunks_an_answer_reads(model):
+    """`hsa eval --top-k` reaches the answer's selections: one chunk per token reads fewer chunks."""
+    sample = make_sample("niah_single", 4096, 600, TaskEnv(model.tokenizer, window=model.cfg.window))
+    _, default, _ = run_sample(model, sample, max_new_tokens=8)
+    _, one, _ = run_sample(model, sample, max_new_tokens=8, top_k=1)
+    assert 0 < len(one) < len(default)

@@ -48,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="first sample seed (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=32, help="answer length limit (default: %(default)s)")
     p.add_argument(
+        "--top-k",
+        type=int,
+        metavar="K",
+        help="chunks each answer token reads per HSA layer (default: the model's)",
+    )
+    p.add_argument(
         "--out", type=Path, default=Path("runs/eval"), help="folder for results.json, accuracy.png"
     )
     p.add_argument("--json", action="store_true", help="print the JSON results instead of the table")
@@ -99,7 +105,15 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         results = evaluate(
-            model, env, tasks, lengths, args.samples, args.seed, args.max_tokens, on_sample=on_sample
+            model,
+            env,
+            tasks,
+            lengths,
+            args.samples,
+            args.seed,
+            args.max_tokens,
+            on_sample=on_sample,
+            top_k=args.top_k,
         )
     except TaskError as e:
         print(f"hsa eval: {e}", file=sys.stderr)
@@ -110,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "samples": args.samples,
+        "top_k": args.top_k or model.cfg.top_k,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     write_json(results, args.out / "results.json", meta)
