@@ -224,17 +224,18 @@ class BatchMaker:
         return tokens, weights, doc_ids, answer, evidence, answer_part, evidence_part
 
     def _parts(self, sample: Sample, target: list[int]) -> list[tuple[int, list[tuple[int, int]]]]:
-        """(index in target of the reference's first token, its evidence) per reference; a whole answer
-        without parts is one. A reference whose tokens do not start at a token boundary is left out."""
+        """(index in target of the token that starts writing the reference, its evidence) per reference;
+        a whole answer without parts is one. That token may hold the separator too: in `PALKQ YKFAP`
+        the second name starts with the token ' Y'."""
         if sample.parts is None:
             return [(0, sample.evidence)]
+        ids, offsets = self.tokenizer.encode_with_offsets(sample.answer)
+        assert target[: len(ids)] == ids, "target_ids must start with the answer's tokens"
         out, at = [], 0
         for ref, spans in zip(sample.answers, sample.parts, strict=True):
             found = sample.answer.find(ref, at)
             if found < 0:
                 continue
-            before = self.tokenizer.encode(sample.answer[:found])
-            if target[: len(before)] == before:
-                out.append((len(before), spans))
+            out.append((next(i for i, (_, end) in enumerate(offsets) if end > found), spans))
             at = found + len(ref)
         return out

@@ -405,3 +405,22 @@ def test_the_lexical_part_learns_at_its_own_rate(tmp_path):
     assert all(g["lr"] * 5.0 == pytest.approx(lexical[0]["lr"]) for g in groups if g is not lexical[0])
     trained = load_model(tmp_path / "model")
     assert (trained.groups[0].retrieval.lex_weight != 1.0).any()
+
+
+def test_parts_start_at_the_token_that_holds_the_separator():
+    """vt names after the first start inside a token (' QWERT' is ' Q', 'WERT'): each still gets its
+    part, at the token that starts writing it, with the statement that assigns it as evidence."""
+    data = replace(_cfg().data, mix={"vt": 1.0}, options={})
+    cfg = _cfg(data=data, curriculum=[Stage(1.0, 512)])
+    tokenizer = load_tokenizer(cfg)
+    batch = make_batch_maker(cfg, 64).batch(0, 2, 512)
+    for b in range(2):
+        starts = batch.answer_part[b].nonzero().flatten()
+        assert batch.answer_part[b, starts].tolist() == [1, 2, 3, 4, 5]
+        answer = tokenizer.decode(batch.targets[b][batch.answer[b]].tolist()).split()
+        for t, name in zip(starts.tolist(), answer, strict=True):
+            assert tokenizer.decode(batch.targets[b, t:].tolist()).strip().startswith(name)
+            evidence = tokenizer.decode(
+                batch.inputs[b][batch.evidence_part[b] == batch.answer_part[b, t]].tolist()
+            )
+            assert f"VAR {name} =" in evidence
