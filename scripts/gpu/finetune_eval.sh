@@ -3,7 +3,8 @@
 # evaluate it as docs/results.md does: multi-key, multi-value and vt at 1M (n=30, seed 93000: n=10 misled
 # by up to 47 points; 48 new tokens: four 7-digit values need 34), pass key and single needle at 16M
 # (seed 95000) and 32M (seed 96000), N samples each (LONG=0 skips these: a screening run); last, a bf16
-# copy to ship.
+# copy to ship, also cut into 15 MiB parts (bf16/part.*): a device call brings back files of 16 MiB at
+# most; join them with `cat part.* > model.safetensors`.
 # Start it in the background so the device call can return, one run per GPU:
 #   GPU=0 setsid nohup bash scripts/gpu/finetune_eval.sh NAME --set data.retrieval_weight=1.0 > /tmp/NAME.log 2>&1 &
 set -euo pipefail
@@ -27,4 +28,5 @@ import torch
 from hsa_core.checkpoint import load_model, save_model
 save_model(load_model(f"runs/{sys.argv[1]}/model").to(torch.bfloat16), f"runs/{sys.argv[1]}/bf16")
 PY
+split -b 15M -d "runs/$name/bf16/model.safetensors" "runs/$name/bf16/part."
 echo "done $name"
