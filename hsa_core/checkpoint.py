@@ -35,6 +35,24 @@ def save_model(model: HSAModel, directory: str | Path) -> Path:
     return directory
 
 
+def average_models(a: str | Path, b: str | Path, weight: float) -> HSAModel:
+    """(1 - weight) * A + weight * B, weight by weight, in float32: a "model soup". A fine-tune averaged
+    with its start can keep what each does best; the shipped hsa-small is one (docs/training-notes.md)."""
+    if not 0 <= weight <= 1:
+        raise ValueError(f"weight {weight}: the share of {b} must be between 0 and 1")
+    first, second = load_model(a), load_model(b)
+    if first.cfg != second.cfg:
+        raise ValueError(f"{a} and {b} have different configs: only one architecture can be averaged")
+    theirs = dict(second.named_parameters()) | dict(second.named_buffers())
+    with torch.no_grad():
+        for name, tensor in [*first.named_parameters(), *first.named_buffers()]:  # tied weights once
+            if tensor.is_floating_point():
+                tensor.mul_(1 - weight).add_(theirs[name] * weight)
+            elif not torch.equal(tensor, theirs[name]):
+                raise ValueError(f"{a} and {b} differ in {name}, which is not a weight to average")
+    return first
+
+
 def _resolve(name: str) -> Path:
     path = Path(name)
     return path if path.is_dir() or path.is_absolute() or len(path.parts) > 1 else MODELS_DIR / name

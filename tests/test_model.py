@@ -1,12 +1,13 @@
 """The SWA+HSA model: causality, selection rules, the memory path, gradients, ablations, save/load."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from hsa_core import ChunkMemory, HSAConfig, HSAModel, load_model, save_model
+from hsa_core import ChunkMemory, HSAConfig, HSAModel, average_models, load_model, save_model
 from hsa_core.model import Selections
 from hsa_core.tokenizer import END
 
@@ -288,3 +289,33 @@ def test_rms_norm_takes_bf16_input_with_fp32_weight_on_the_fused_path():
         out = norm(x.bfloat16())
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref(x), rtol=2e-2, atol=2e-2)
+
+
+def test_average_models_mixes_every_weight_once(tmp_path):
+    start = load_model("test")
+    tuned = load_model("test")
+    with torch.no_grad():
+        tuned.embed.weight.add_(1.0)  # the embedding, also the output head
+    save_model(start, tmp_path / "start")
+    save_model(tuned, tmp_path / "tuned")
+    mixed = average_models(tmp_path / "start", tmp_path / "tuned", 0.25)
+    torch.testing.assert_close(mixed.embed.weight, start.embed.weight + 0.25)
+    for (name, a), (_, b) in zip(mixed.named_parameters(), start.named_parameters(), strict=True):
+        if name != "embed.weight":
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    x = ids(70)[None]
+    with torch.no_grad():
+        ends = average_models(tmp_path / "start", tmp_path / "tuned", 1.0)(x), tuned(x)
+    torch.testing.assert_close(*ends, rtol=0, atol=0)
+
+
+def test_average_models_refuses_two_architectures(tmp_path):
+    model = load_model("test")
+    save_model(model, tmp_path / "a")
+    other = HSAModel(dataclasses.replace(model.cfg, top_k=model.cfg.top_k + 1))
+    other.tokenizer = model.tokenizer
+    save_model(other, tmp_path / "b")
+    with pytest.raises(ValueError, match="different configs"):
+        average_models(tmp_path / "a", tmp_path / "b", 0.5)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        average_models(tmp_path / "a", tmp_path / "a", 1.5)
