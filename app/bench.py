@@ -27,7 +27,7 @@ QUESTIONS = [
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="hsa-small", help="checkpoint or preset served (default: %(default)s)")
+    p.add_argument("--model", help="checkpoint or preset served (default: the app's default model)")
     p.add_argument("--pages", type=int, default=100, help="pages of the generated PDF (default: %(default)s)")
     p.add_argument("--concurrent", type=int, default=20, help="questions sent at once (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=16, help="answer length (default: %(default)s)")
@@ -49,6 +49,9 @@ def _percentile(xs: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> int:
     from gradio_client import Client, handle_file
 
+    from hsa_core.checkpoint import DEFAULT_MODEL
+
+    args.model = args.model or DEFAULT_MODEL
     work = Path(tempfile.mkdtemp(prefix="hsa-bench-app-"))
     pdf = make_pdf(work / "report.pdf", args.pages)
     port = _free_port()

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from app.service import REREAD, QAService
+from hsa_core.checkpoint import DEFAULT_MODEL
 from ingest import Encoder, ingest
 from storage import Store
 
@@ -132,7 +133,7 @@ def run(
     summary = {
         "documents": documents,
         "questions": n,
-        "model": model or "hsa-small",
+        "model": model or DEFAULT_MODEL,
         "hsa_accuracy": share("hsa_correct"),
         "hsa_evidence_recall_at_5": share("hsa_evidence_hit"),
         "keyword_recall_at_5": share("keyword_hit"),

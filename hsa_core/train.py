@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR, is_retrofit, load_model, save_model
+from hsa_core.checkpoint import MODELS_DIR, SMALL_MODEL, is_retrofit, load_model, save_model
 from hsa_core.config import HSAConfig
 from hsa_core.corpus import Corpus
 from hsa_core.data import Batch, BatchMaker, DataConfig
@@ -149,7 +149,7 @@ def load_tokenizer(cfg: TrainConfig) -> Tokenizer:
         from hsa_core.smollm2 import smollm2_tokenizer
 
         return smollm2_tokenizer()
-    return Tokenizer.from_file(cfg.tokenizer or MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
+    return Tokenizer.from_file(cfg.tokenizer or MODELS_DIR / SMALL_MODEL / "tokenizer.json")
 
 
 def _override(raw: dict, item: str) -> None:

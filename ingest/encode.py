@@ -7,7 +7,9 @@ from dataclasses import asdict
 import torch
 
 from hsa_core import HSAConfig, ModelNotFound, load_model
+from hsa_core.checkpoint import DEFAULT_MODEL
 from hsa_core.model import HSAModel
+from hsa_core.smollm2 import BaseModelError
 from storage import ModelInfo, UsageError
 
 FALLBACK_PRESET = "small"
@@ -65,6 +67,8 @@ class Encoder:
         note = None
         try:
             model = load_model(name, device=dev, dtype=dtype)
+        except BaseModelError as e:
+            raise UsageError(str(e)) from None
         except ModelNotFound as e:
             if name is not None:
                 raise UsageError(str(e)) from None
@@ -74,7 +78,7 @@ class Encoder:
             )
             name = FALLBACK_PRESET
             model = load_model(name, device=dev, dtype=dtype)
-        encoder = cls(model, str(name or "hsa-small"))
+        encoder = cls(model, str(name or DEFAULT_MODEL))
         encoder.warm_up()
         return encoder, note
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR
+from hsa_core.checkpoint import MODELS_DIR, SMALL_MODEL
 from hsa_core.tokenizer import Tokenizer
 
 NEEDLE = "The pass key is {n}. Remember it. {n} is the pass key."
@@ -67,7 +67,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    tok = Tokenizer.from_file(MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")  # only to size the haystack
+    tok = Tokenizer.from_file(MODELS_DIR / SMALL_MODEL / "tokenizer.json")  # only to size the haystack
     paragraphs = docstrings()
     model = ["--model", args.model] if args.model else []
     rows = []

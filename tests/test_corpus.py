@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR
+from hsa_core.checkpoint import MODELS_DIR, SMALL_MODEL
 from hsa_core.corpus import (
     SOURCES,
     Corpus,
@@ -118,7 +118,7 @@ def make_small_corpus(directory: Path, tokenizer: Tokenizer) -> Corpus:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
-    return Tokenizer.from_file(MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
+    return Tokenizer.from_file(MODELS_DIR / SMALL_MODEL / "tokenizer.json")
 
 
 def test_clean_and_split():

@@ -11,7 +11,7 @@ from hsa_core.tokenizer import ANSWER, QUESTION
 
 @pytest.fixture(scope="module")
 def model():
-    return load_model()
+    return load_model("hsa-small")
 
 
 def test_loads_as_the_card_says(model):

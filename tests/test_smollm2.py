@@ -215,8 +215,9 @@ def test_reread_answers_from_the_evidence_it_selected(tmp_path):
     first SELECT_TOKENS tokens, then writes its answer from its best 3 evidence chunks placed in its
     window; every answer token is marked as read from exactly those chunks, and only as many as fit the
     window with the answer. reread=0 answers through HSA. A model without a chat format is refused, and
-    does not reread by default."""
-    encoder, _ = Encoder.load("smollm2-hsa", "cpu")
+    does not reread by default. The retrofit is the default model: loaded without a name."""
+    encoder, _ = Encoder.load(None, "cpu")
+    assert encoder.name == "smollm2-hsa" and encoder.model.cfg.lexical_dim
     pdf = make_pdf(tmp_path / "memo.pdf", memo_pages("52817", key_page=4))
     with Store(tmp_path / "store") as store:
         ingest([pdf], store, encoder, "memo", progress=False)
@@ -250,7 +251,7 @@ def test_reread_answers_from_the_evidence_it_selected(tmp_path):
         chat = [("Tell me a story.", "Once upon a time " * 40)] * 4  # 4 × ≈ 180 tokens: one turn fits
         later = QAService(store, encoder).ask("What is the pass key? Remember it.", "memo", history=chat)
         assert "52817" in later.answer and len({cid for t in later.per_token for cid, _ in t}) == 3
-        small, _ = Encoder.load(None, "cpu")
+        small, _ = Encoder.load("hsa-small", "cpu")
         with pytest.raises(ValueError, match="reread needs a chat model.*hsa-small"):
             QAService(store, small, reread=3)
         assert QAService(store, small).reread == 0

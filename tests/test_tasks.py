@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR
+from hsa_core.checkpoint import MODELS_DIR, SMALL_MODEL
 from hsa_core.tasks import TASKS, Sample, TaskEnv, TaskError, make_sample
 from hsa_core.tasks.docqa import cloze
 from hsa_core.tokenizer import ANSWER, EOT, QUESTION, Tokenizer
@@ -17,7 +17,7 @@ LENGTHS = (2048, 4096)
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
-    return Tokenizer.from_file(MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
+    return Tokenizer.from_file(MODELS_DIR / SMALL_MODEL / "tokenizer.json")
 
 
 @pytest.fixture(scope="module")

@@ -61,8 +61,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hsa_core import ModelNotFound, load_model
+    from hsa_core.checkpoint import DEFAULT_MODEL
     from hsa_core.corpus import Corpus, CorpusError
     from hsa_core.evaluate import evaluate, format_length, parse_length, plot, table, write_json
+    from hsa_core.smollm2 import BaseModelError
     from hsa_core.tasks import NEEDS_CORPUS, TASKS, TaskEnv, TaskError
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         model = load_model(args.model, device=device, dtype=dtype)
         corpus = Corpus(args.corpus) if args.corpus else None
-    except (ValueError, ModelNotFound, CorpusError) as e:
+    except (ValueError, ModelNotFound, BaseModelError, CorpusError) as e:
         print(f"hsa eval: {e}", file=sys.stderr)
         return 2
     if corpus is None and NEEDS_CORPUS & set(tasks):
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "model": str(args.model or "hsa-small"),
+        "model": str(args.model or DEFAULT_MODEL),
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "samples": args.samples,

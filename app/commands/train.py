@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_corpus(args: argparse.Namespace) -> int:
-    from hsa_core.checkpoint import DEFAULT_MODEL, MODELS_DIR
+    from hsa_core.checkpoint import MODELS_DIR, SMALL_MODEL
     from hsa_core.corpus import SOURCES, CorpusError, build, pack
     from hsa_core.tokenizer import Tokenizer
 
@@ -64,7 +64,7 @@ def run_corpus(args: argparse.Namespace) -> int:
 
         tokenizer = smollm2_tokenizer()
     else:
-        tokenizer = Tokenizer.from_file(args.tokenizer or MODELS_DIR / DEFAULT_MODEL / "tokenizer.json")
+        tokenizer = Tokenizer.from_file(args.tokenizer or MODELS_DIR / SMALL_MODEL / "tokenizer.json")
     try:
         manifest = build(args.corpus_out, tokenizer, sources, args.downloads)
     except CorpusError as e:
