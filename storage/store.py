@@ -430,7 +430,7 @@ class Store:
             raise ModelMismatch(
                 f"collection {name!r} holds memory encoded by model {row['model']} "
                 f"({row['model_hash'][:12]}); this run uses {model.name} ({model.hash[:12]}): "
-                "use another collection, or delete this one first"
+                f"ingest with --model {row['model']}, use another collection, or delete this one first"
             )
         return row
 

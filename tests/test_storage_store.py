@@ -217,7 +217,7 @@ def test_delete_collection_removes_rows_and_files(store):
 
 def test_one_model_per_collection(store):
     other = ModelInfo("other", "b" * 64, S, HKV, D, DL)
-    with store.writing(), pytest.raises(ModelMismatch, match="delete this one first"):
+    with store.writing(), pytest.raises(ModelMismatch, match="ingest with --model .*delete this one first"):
         store.ensure_collection("c", other)
 
 
