@@ -61,7 +61,7 @@ class Encoder:
 
     @classmethod
     def load(cls, name: str | None = None, device: str = "auto") -> tuple["Encoder", str | None]:
-        """The named checkpoint or preset; with no name the shipped model, else preset 'small' and a note."""
+        """The named checkpoint or preset; with no name DEFAULT_MODEL, else preset 'small' and a note."""
         dev = pick_device(device)
         dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
         note = None

@@ -21,7 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("question", help="the question")
     p.add_argument("--collection", "-c", default="default", help="collection name (default: %(default)s)")
     p.add_argument("--store", help=f"store folder (default: $HSA_STORE, else {default_store_path()})")
-    p.add_argument("--model", help="the model the collection was encoded with (default: the shipped model)")
+    p.add_argument(
+        "--model",
+        help="the model the collection was encoded with (default: the default model, smollm2-hsa; "
+        "hsa-small needs no download)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=64, help="answer length limit (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default: %(default)s)")

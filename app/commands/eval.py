@@ -29,7 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--samples", type=int, default=10, help="samples per task and length (default: %(default)s)"
     )
-    p.add_argument("--model", help="checkpoint or preset (default: the shipped model)")
+    p.add_argument(
+        "--model",
+        help="checkpoint or preset (default: the default model, smollm2-hsa; hsa-small needs no download)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
     p.add_argument(
         "--dtype",

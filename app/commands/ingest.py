@@ -29,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", help=f"store folder (default: $HSA_STORE, else {default_store_path()})")
     p.add_argument(
         "--model",
-        help="checkpoint folder, models/ name or preset ('test', 'small'); default: the shipped model, "
-        "else the preset 'small' with a warning",
+        help="checkpoint folder, models/ name or preset ('test', 'small'); default: the default model, "
+        "smollm2-hsa (hsa-small needs no download), else the preset 'small' with a warning",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
     p.add_argument("--sync", action="store_true", help="also remove documents whose files have vanished")

@@ -20,7 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s, loopback)"
     )
     p.add_argument("--port", type=int, default=7860, help="(default: %(default)s)")
-    p.add_argument("--model", help="checkpoint or preset (default: the shipped model)")
+    p.add_argument(
+        "--model",
+        help="checkpoint or preset (default: the default model, smollm2-hsa; hsa-small needs no download)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
     p.add_argument(
         "--auth", default=os.environ.get("HSA_AUTH"), help="user:password required to log in ($HSA_AUTH)"
