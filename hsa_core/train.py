@@ -194,6 +194,8 @@ def build_model(cfg: TrainConfig) -> HSAModel:
         model = load_model(cfg.init)
         if cfg.model:
             model = _grown(model, cfg)
+        if model.cfg.lexical_words:  # trained on, its words are cut as word_pieces cuts them now
+            model.word_pieces.copy_(word_pieces(model.tokenizer.pieces()))
     elif cfg.preset == "smollm2":
         from hsa_core.smollm2 import load_smollm2
 

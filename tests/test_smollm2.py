@@ -196,6 +196,9 @@ def test_fine_tuning_the_shipped_retrofit_keeps_its_base_frozen(tmp_path, growth
     assert not torch.equal(state["groups.0.hsa.wo.weight"], start["groups.0.hsa.wo.weight"])
     ours = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
     assert ours and not any(is_base_parameter(n) for n in ours)
+    # its word table is cut as word_pieces cuts words now, not as the shipped table was
+    assert torch.equal(ours["word_pieces"], word_pieces(before.tokenizer.pieces()))
+    assert not torch.equal(ours["word_pieces"], before.word_pieces)
     if growth:
         up = "groups.2.blocks.4.mlp.w_down"
         assert torch.equal(state[f"{up}.weight"], start[f"{up}.weight"])
