@@ -40,7 +40,7 @@ def start_server(
         text=True,
     )
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # on a fresh machine the default model's first start fetches its base
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"hsa serve exited: {proc.stdout.read()}")
@@ -51,7 +51,7 @@ def start_server(
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("hsa serve did not answer within 120 s")
+        pytest.fail("hsa serve did not answer within 300 s")
     return proc, url
 
 
