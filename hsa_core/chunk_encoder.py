@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from hsa_core.config import HSAConfig
 from hsa_core.layers import Block, RMSNorm, rope_angles
-from hsa_core.lexical import chunk_bins, chunk_word_bins
+from hsa_core.lexical import chunk_bins, chunk_word_bins, saturated
 
 
 class ChunkEncoder(nn.Module):
@@ -46,9 +46,10 @@ class ChunkEncoder(nn.Module):
         landmarks = landmarks.view(N, cfg.hsa_kv_heads, cfg.dense_dim)
         if cfg.lexical_dim:
             if cfg.lexical_words:
-                bins = chunk_word_bins(ids, table, cfg.lexical_dim).to(landmarks.dtype)
+                bins = chunk_word_bins(ids, table, cfg.lexical_dim, counts=cfg.lexical_bm25)
             else:
-                bins = chunk_bins(ids, cfg.lexical_dim).to(landmarks.dtype)
+                bins = chunk_bins(ids, cfg.lexical_dim, counts=cfg.lexical_bm25)
+            bins = (saturated(bins) if cfg.lexical_bm25 else bins).to(landmarks.dtype)
             landmarks = torch.cat([landmarks, bins[:, None].expand(N, cfg.hsa_kv_heads, -1)], -1)
         k = self.wk(tokens).view(N, S, cfg.hsa_kv_heads, cfg.head_dim)
         v = self.wv(tokens).view(N, S, cfg.hsa_kv_heads, cfg.head_dim)

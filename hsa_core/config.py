@@ -46,6 +46,13 @@ class HSAConfig:
     # BPE pieces are not words, and on the R FAQ whole words rank the answering page as keyword search
     # does where token bins do not (scripts/lexical_rank.py; docs/retrofit.md, eleventh session)
     lexical_words: bool = False
+    # keyword search's weighting in the lexical part (BM25's, without length normalisation): a chunk's bin
+    # holds its word count saturated (k1 = 1.2) rather than 1, and a query's bin is weighed by the bin's
+    # IDF over the chunks the query can see (the memory's and its own sequence's visible ones), so that a
+    # word every chunk of a collection holds counts for little there. The retrofit fine-tuned with it finds
+    # the answering page of the three real documents as often as keyword search (187 of 194; 180 without),
+    # docs/retrofit.md, nineteenth session
+    lexical_bm25: bool = False
     # False: retrieval scores are the lexical part alone (the learnt query's part is zero). On real documents
     # the learnt part is a chunk prior that no question changes (docs/retrofit.md, thirteenth session);
     # trained without it, a model has to find needles by their words

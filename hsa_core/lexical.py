@@ -35,9 +35,26 @@ PIECE_MULTIPLIERS = (
 MIX = 0x1E3779B97F4A7C15
 
 
-def chunk_bins(ids: torch.Tensor, dim: int) -> torch.Tensor:
-    """ids (N, S) → (N, dim): 1 in the bin of each token the chunk holds."""
-    return torch.zeros(ids.shape[0], dim, device=ids.device).scatter_(1, ids.long() % dim, 1.0)
+BM25_K1 = 1.2  # keyword search's term-count saturation (SQLite FTS5's and most engines' default)
+
+
+def chunk_bins(ids: torch.Tensor, dim: int, counts: bool = False) -> torch.Tensor:
+    """ids (N, S) → (N, dim): 1 in the bin of each token the chunk holds (counts: how many times)."""
+    marks = torch.zeros(ids.shape[0], dim, device=ids.device)
+    marks = marks.scatter_add_(1, ids.long() % dim, torch.ones(ids.shape, device=ids.device))
+    return marks if counts else marks.clamp_(max=1)
+
+
+def saturated(counts: torch.Tensor) -> torch.Tensor:
+    """BM25's term-count saturation f·(k1+1)/(f+k1): 1 for a word held once, at most k1+1 however often."""
+    return counts * (BM25_K1 + 1) / (counts + BM25_K1)
+
+
+def bm25_idf(df: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """BM25's IDF of bins held by df of n chunks, divided by that of a bin one chunk holds, so that a word
+    only one chunk holds keeps its learnt weight and one that every chunk holds weighs almost nothing."""
+    raw = lambda d: torch.log((n - d + 0.5) / (d + 0.5) + 1)  # noqa: E731
+    return raw(df) / raw(torch.ones_like(n))
 
 
 def window_bags(
@@ -112,12 +129,14 @@ def word_hashes(
     return torch.remainder((key * MIX) >> 32, 2**31), start, word
 
 
-def chunk_word_bins(ids: torch.Tensor, table: torch.Tensor, dim: int) -> torch.Tensor:
-    """ids (N, S) → (N, dim): 1 in the bin of each word the chunk holds (a chunk's first piece starts a
-    word, its last ends one)."""
+def chunk_word_bins(ids: torch.Tensor, table: torch.Tensor, dim: int, counts: bool = False) -> torch.Tensor:
+    """ids (N, S) → (N, dim): 1 in the bin of each word the chunk holds (counts: how many times; a
+    chunk's first piece starts a word, its last ends one)."""
     hashes, ends = chunk_words(ids, table)
     marks = torch.zeros(ids.shape[0], dim + 1, device=ids.device)
-    return marks.scatter_(1, torch.where(ends, hashes % dim, dim), 1.0)[:, :dim]
+    ones = torch.ones(ids.shape, device=ids.device)
+    marks = marks.scatter_add_(1, torch.where(ends, hashes % dim, dim), ones)[:, :dim]
+    return marks if counts else marks.clamp_(max=1)
 
 
 def chunk_words(ids: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,6 @@
 """The SWA+HSA language model: SWA layers below, a chunk encoder at the middle, HSA groups above."""
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from hsa_core.chunk_encoder import ChunkEncoder
 from hsa_core.config import HSAConfig
 from hsa_core.hsa_layer import HSALayer
 from hsa_core.layers import Block, RMSNorm, WindowCache, rope_angles
+from hsa_core.lexical import bm25_idf
 from hsa_core.memory import ChunkMemory, MemoryView
 from hsa_core.retrieval import Retrieval
 
@@ -79,6 +81,7 @@ class HSAModel(nn.Module):
         self.register_buffer("word_pieces", table)
         self.backend = "auto"  # kernels.hsa_attention backend
         self.hsa = True  # False inside without_hsa()
+        self._df_of = None  # (landmarks, df) of the last external memory (_memory_df)
         self.apply(self._init_weights)
         if self.encoder.cls is not None:
             nn.init.normal_(self.encoder.cls, std=cfg.init_std)
@@ -135,6 +138,7 @@ class HSAModel(nn.Module):
         B = x.shape[0]
         ext_lmk = memory.landmarks if memory is not None else None
         n_ext = ext_lmk.shape[0] if ext_lmk is not None else 0
+        idf = self._lexical_idf(own_lmk, ext_lmk, positions) if lexical and self.cfg.lexical_bm25 else None
         j = 0
         for group in self.groups:
             if not self.hsa:
@@ -142,6 +146,8 @@ class HSAModel(nn.Module):
                 j += len(group.blocks)
                 continue
             bags = group.retrieval.bags(*lexical, x.shape[1], self.word_pieces) if lexical else None
+            if idf is not None:
+                bags = bags * idf
             indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk, top_k, bags)
             k, v, local = own_k, own_v, indices
             if n_ext:
@@ -176,6 +182,28 @@ class HSAModel(nn.Module):
             if state:
                 state.upper[i] = cache
         return x
+
+    def _lexical_idf(self, own_lmk, ext_lmk, positions) -> torch.Tensor:
+        """(B, T, lexical_dim): each bin's IDF (lexical.bm25_idf) over the chunks each position can select,
+        the external memory's and its own sequence's visible ones."""
+        cfg = self.cfg
+        held = (own_lmk[..., 0, cfg.dense_dim :] > 0).float()
+        own = torch.cat([held.new_zeros(held.shape[0], 1, cfg.lexical_dim), held], 1).cumsum(1)
+        # own[b, n]: how many of the sequence's first n chunks hold each bin
+        visible = ((positions - cfg.select_lag) // cfg.chunk_size).clamp(0, own.shape[1] - 1)  # (T,)
+        df, n = own[:, visible], visible.to(own.dtype)[None, :, None]
+        if ext_lmk is not None and ext_lmk.shape[0]:
+            df, n = df + self._memory_df(ext_lmk), n + ext_lmk.shape[0]
+        return bm25_idf(df, n)
+
+    def _memory_df(self, ext_lmk: torch.Tensor) -> torch.Tensor:
+        """(lexical_dim,): how many of an external memory's chunks hold each bin, kept while the same
+        landmarks come back (each token of an answer scans the same memory)."""
+        cached = self._df_of
+        if cached is None or cached[0]() is not ext_lmk:
+            df = (ext_lmk[:, 0, self.cfg.dense_dim :] > 0).sum(0, dtype=torch.float32)
+            self._df_of = cached = (weakref.ref(ext_lmk), df)
+        return cached[1]
 
     @contextmanager
     def without_hsa(self) -> Iterator["HSAModel"]:

@@ -180,6 +180,7 @@ GROWING = {
     "lexical_stop",
     "lexical_resume",
     "lexical_words",
+    "lexical_bm25",
     "dense_retrieval",
 }
 

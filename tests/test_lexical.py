@@ -9,9 +9,11 @@ import torch
 
 from hsa_core import HSAConfig, HSAModel
 from hsa_core.lexical import (
+    bm25_idf,
     chunk_bins,
     chunk_word_bins,
     idf,
+    saturated,
     window_bags,
     window_word_bags,
     word_hashes,
@@ -41,6 +43,45 @@ def test_window_bags_sum_each_positions_last_tokens_within_its_document():
 def test_chunk_bins_mark_each_held_token_once():
     bins = chunk_bins(torch.tensor([[3, 3, 10], [0, 1, 2]]), 7)
     assert bins.tolist() == [[0, 0, 0, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0]]
+
+
+def test_bins_count_and_saturate_as_bm25_does():
+    """counts: a token held twice marks its bin 2; saturated, once is 1, twice 1.375, never over 2.2; the
+    IDF of a bin one chunk holds is 1 and falls to near 0 for a bin every chunk holds."""
+    bins = chunk_bins(torch.tensor([[3, 3, 5]]), 7, counts=True)
+    assert bins.tolist() == [[0, 0, 0, 2, 0, 1, 0]]
+    table = torch.tensor([0, -1, -2])  # two one-piece words and a separator
+    words = chunk_word_bins(torch.tensor([[1, 0, 1, 2, 0, 1]]), table, 2**16, counts=True)
+    assert sorted(words[words > 0].tolist()) == [1, 3]
+    assert saturated(torch.tensor([1.0, 2.0, 1e6])).tolist() == pytest.approx([1.0, 1.375, 2.2], rel=1e-4)
+    n = torch.tensor(100.0)
+    got = bm25_idf(torch.tensor([1.0, 10.0, 50.0, 100.0]), n)
+    assert got[0] == pytest.approx(1.0) and (got.diff() < 0).all() and got[-1] < 0.01
+
+
+@pytest.mark.parametrize("bm25", [False, True])
+def test_with_bm25_a_word_every_chunk_holds_counts_for_little(bm25):
+    """The question asks for five words: one that every chunk holds, two that half the chunks hold, one
+    that only chunk 6 holds, and one no chunk holds. Counting shared words picks a chunk holding the
+    three common ones; weighing each by its IDF over the memory picks chunk 6, as keyword search would."""
+    cfg = HSAConfig.preset(
+        "test", vocab_size=300, lexical_dim=256, lexical_window=8, dense_retrieval=False, lexical_bm25=bm25
+    )
+    torch.manual_seed(0)
+    m = HSAModel(cfg).eval()
+    S = cfg.chunk_size
+    doc = torch.full((10, S), 50)
+    doc[:, 0] = 7  # in every chunk
+    doc[:5, 1:3] = torch.tensor([8, 9])  # in half of them
+    doc[6, 1] = 10  # in chunk 6 alone
+    memory = m.encode_memory(doc.flatten())
+    sel = Selections(len(memory))
+    with torch.no_grad():
+        for group in m.groups:
+            group.retrieval.lex_gate.fill_(1.0)
+        m(torch.tensor([[20, 7, 8, 9, 10]]), memory=memory, selections=sel)
+    best = {int(i[0, -1, 0, w[0, -1, 0].argmax()]) for i, w in zip(sel.indices, sel.weights, strict=True)}
+    assert best == ({6} if bm25 else best & set(range(5))) and best
 
 
 def test_the_lexical_part_selects_the_chunk_holding_the_querys_words():

@@ -23,18 +23,20 @@ def ids(n: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(5, V, (n,), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(scope="module", params=["dense", "lexical", "words"])
+@pytest.fixture(scope="module", params=["dense", "lexical", "words", "bm25"])
 def model(request) -> HSAModel:
     """The test preset, and the same with a lexical part whose gate is open (hsa_core/lexical.py), of
-    token or of word bins (words of 1–3 random pieces, some pieces separators)."""
+    token or of word bins (words of 1–3 random pieces, some pieces separators), the last with BM25's
+    weighting (IDF over the chunks a position sees)."""
     if request.param == "dense":
         return make()
-    m = make(lexical_dim=16, lexical_window=5, lexical_words=request.param == "words")
+    words = request.param in ("words", "bm25")
+    m = make(lexical_dim=16, lexical_window=5, lexical_words=words, lexical_bm25=request.param == "bm25")
     with torch.no_grad():
         for group in m.groups:
             group.retrieval.lex_gate.fill_(0.1)
             group.retrieval.lex_weight.uniform_(0.5, 2.0)
-        if request.param == "words":
+        if words:
             g = torch.Generator().manual_seed(3)
             codes = torch.randint(1, 50, (V,), generator=g) * torch.randint(-1, 2, (V,), generator=g)
             m.word_pieces.copy_(codes)  # 0: a separator, < 0: starts a word, > 0: continues one
