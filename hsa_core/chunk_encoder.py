@@ -1,13 +1,14 @@
 """The chunking layer: each chunk of S hidden states, with a learned CLS appended, through a small
 bidirectional encoder; the CLS output becomes the chunk's landmark, the S token outputs its K/V. With a
-lexical part, the landmark ends with the bins of the chunk's tokens or words (hsa_core/lexical.py)."""
+lexical part, the landmark ends with the bins of the chunk's tokens or words, or with lexical_exact its
+words themselves (hsa_core/lexical.py)."""
 
 import torch
 import torch.nn as nn
 
 from hsa_core.config import HSAConfig
 from hsa_core.layers import Block, RMSNorm, rope_angles
-from hsa_core.lexical import chunk_bins, chunk_word_bins, saturated
+from hsa_core.lexical import chunk_bins, chunk_word_bins, saturated, word_slots
 
 
 class ChunkEncoder(nn.Module):
@@ -44,7 +45,10 @@ class ChunkEncoder(nn.Module):
         if self.mean_proj is not None:
             landmarks = landmarks + self.mean_proj(self.mean_norm(h.mean(1)))
         landmarks = landmarks.view(N, cfg.hsa_kv_heads, cfg.dense_dim)
-        if cfg.lexical_dim:
+        if cfg.lexical_exact and not self.training:  # training scores bins (HSAModel._exact)
+            words = word_slots(ids, table).to(landmarks.dtype)
+            landmarks = torch.cat([landmarks, words[:, None].expand(N, cfg.hsa_kv_heads, -1)], -1)
+        elif cfg.lexical_dim:
             if cfg.lexical_words:
                 bins = chunk_word_bins(ids, table, cfg.lexical_dim, counts=cfg.lexical_bm25)
             else:

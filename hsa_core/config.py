@@ -8,6 +8,7 @@ ENCODERS = ("cls_encoder", "meanpool")
 RESIDUALS = ("bypass", "standard")
 WEIGHTINGS = ("softmax", "stick_breaking")
 WORD_PIECES = 8  # with lexical_words, a word's key hashes at most its last 8 pieces
+LEXICAL_SLOT = 4  # with lexical_exact, a word of a landmark: its hash's three bytes, its saturated count
 
 
 @dataclass
@@ -53,6 +54,15 @@ class HSAConfig:
     # the answering page of the three real documents as often as keyword search (187 of 194; 180 without),
     # docs/retrofit.md, nineteenth session
     lexical_bm25: bool = False
+    # read the lexical part by exact words instead of lexical_dim bins: a chunk's part holds its distinct
+    # words (at most chunk_size) as 24-bit hashes with their saturated counts, LEXICAL_SLOT values a word,
+    # so words that share a bin no longer match each other; a query's words are matched against them one
+    # by one, each weighed as in bins (learnt weight × IDF). A way of reading a lexical part trained with
+    # bins: training (no memory) still scores bins, so the weights train as before. Needs lexical_words
+    # and lexical_bm25. On the
+    # three real documents the shipped retrofit ranks the answering page first / in its top 3 / top 5 for
+    # 165 / 183 / 190 of 194 questions, 160 / 181 / 187 by bins (docs/retrofit.md, twentieth session)
+    lexical_exact: bool = False
     # False: retrieval scores are the lexical part alone (the learnt query's part is zero). On real documents
     # the learnt part is a chunk prior that no question changes (docs/retrofit.md, thirteenth session);
     # trained without it, a model has to find needles by their words
@@ -87,6 +97,11 @@ class HSAConfig:
             raise ValueError("top_k, chunk_size and window must be positive")
         if self.lexical_dim < 0 or self.lexical_window < 1:
             raise ValueError("lexical_dim must be ≥ 0 and lexical_window ≥ 1")
+        if self.lexical_exact and not (self.lexical_dim and self.lexical_words and self.lexical_bm25):
+            raise ValueError(
+                "lexical_exact reads a lexical part of words weighed as BM25 weighs: it needs "
+                "lexical_dim > 0, lexical_words and lexical_bm25"
+            )
         if not self.dense_retrieval and not self.lexical_dim:
             raise ValueError("dense_retrieval = false needs a lexical part (lexical_dim > 0) to select by")
 
@@ -96,9 +111,14 @@ class HSAConfig:
         return self.d_model // self.hsa_kv_heads
 
     @property
+    def lexical_width(self) -> int:
+        """Per-KV-head width of a landmark's lexical part: its bins, or with lexical_exact its word slots."""
+        return LEXICAL_SLOT * self.chunk_size if self.lexical_exact else self.lexical_dim
+
+    @property
     def landmark_dim(self) -> int:
-        """Per-KV-head width of landmarks and retrieval queries: the learnt part, then the lexical bins."""
-        return self.dense_dim + self.lexical_dim
+        """Per-KV-head width of landmarks: the learnt part, then the lexical part."""
+        return self.dense_dim + self.lexical_width
 
     @property
     def lexical_history(self) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from hsa_core.config import WORD_PIECES
+from hsa_core.config import LEXICAL_SLOT, WORD_PIECES
 from hsa_core.corpus import Corpus
 
 # odd multipliers of a word's last pieces (the last first), then one to mix the key's bits into a bin
@@ -36,6 +36,7 @@ MIX = 0x1E3779B97F4A7C15
 
 
 BM25_K1 = 1.2  # keyword search's term-count saturation (SQLite FTS5's and most engines' default)
+EXACT_BITS = 24  # lexical_exact: a word's hash kept to 24 bits, three bytes that bf16 landmarks hold exactly
 
 
 def chunk_bins(ids: torch.Tensor, dim: int, counts: bool = False) -> torch.Tensor:
@@ -169,6 +170,127 @@ def window_word_bags(
     return sums.scatter_add(2, (hashes % dim)[..., None], (weight * word)[..., None])
 
 
+def window_words(
+    ids: torch.Tensor, table: torch.Tensor, window: int, doc: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids (B, T) → the words window_word_bags puts in bins, one by one: at each position the words
+    completed in its last `window` tokens and its own word so far, as hashes (B, T, window + 1) and
+    whether each slot holds a word (B, T, window + 1) bool. A word's weight is the per-token weights'
+    entry at its hash mod their size, as in bins."""
+    hashes, start, word = word_hashes(ids, table, doc)
+    completed = start & _shift(word, 1, False)  # the word the previous position ended
+    if doc is not None:
+        completed &= doc == _shift(doc, 1, -1)
+    done = _shift(hashes, 1, 0)
+    B, T = ids.shape
+    t = torch.arange(T, device=ids.device)
+    source = t[:, None] - torch.arange(window, device=ids.device)  # (T, window): the positions looked at
+    inside = source[None] >= _window_starts(B, T, window, doc, ids.device)[..., None]
+    source = source.clamp(min=0).flatten().expand(B, -1)
+    held = completed.gather(1, source).view(B, T, window) & inside
+    return (
+        torch.cat([done.gather(1, source).view(B, T, window), hashes[..., None]], -1),
+        torch.cat([held, word[..., None]], -1),
+    )
+
+
+def word_slots(ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """ids (N, S) → (N, LEXICAL_SLOT·S): lexical_exact's part of a chunk's landmark. Its distinct words
+    first, each as the three bytes of its hash (EXACT_BITS) and its saturated count; then empty slots
+    (all zero: count 0). Integers below 256 and the counts survive bf16."""
+    hashes, ends = chunk_words(ids, table)
+    N, S = ids.shape
+    keys = torch.where(ends, hashes % 2**EXACT_BITS, -1)
+    counts = ((keys[:, :, None] == keys[:, None, :]) & (keys >= 0)[:, :, None]).sum(-1)
+    earlier = torch.ones(S, S, dtype=torch.bool, device=ids.device).tril(-1)  # [i, j]: j before i
+    first = (keys >= 0) & ~((keys[:, :, None] == keys[:, None, :]) & earlier).any(-1)
+    order = (~first).to(torch.uint8).argsort(dim=1, stable=True)  # a word's first occurrences first
+    keys, counts, first = keys.gather(1, order), counts.gather(1, order), first.gather(1, order)
+    slots = torch.stack([keys >> 16 & 255, keys >> 8 & 255, keys & 255, torch.zeros_like(keys)], -1).float()
+    slots[..., 3] = saturated(counts.float())
+    return torch.where(first[..., None], slots, 0.0).flatten(1)
+
+
+def slot_words(lexical: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """word_slots' part (..., LEXICAL_SLOT·S) → the words' hashes (..., S) (-1: an empty slot) and their
+    saturated counts (..., S)."""
+    x = lexical.float().unflatten(-1, (-1, LEXICAL_SLOT))
+    b = x[..., :3].round().long()
+    keys = b[..., 0] << 16 | b[..., 1] << 8 | b[..., 2]
+    return torch.where(x[..., 3] > 0, keys, -1), x[..., 3]
+
+
+class WordIndex:
+    """Chunks' words sorted by hash (postings): which chunks hold a word, with its saturated count."""
+
+    def __init__(self, lexical: torch.Tensor):
+        """lexical (C, LEXICAL_SLOT·S): the chunks' word_slots."""
+        keys, counts = slot_words(lexical)
+        C, S = keys.shape
+        held = keys.flatten() >= 0
+        chunk = torch.arange(C, device=keys.device).repeat_interleave(S)[held]
+        keys, counts = keys.flatten()[held], counts.flatten()[held]
+        order = keys.argsort()
+        self.keys, self.chunks, self.counts, self.n = keys[order], chunk[order], counts[order], C
+
+    def lookup(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """query (N,) hashes → for each chunk holding a query word: the query's index, the chunk, the
+        count (each (P,)); and each query word's document frequency (N,)."""
+        lo = torch.searchsorted(self.keys, query)
+        df = torch.searchsorted(self.keys, query, right=True) - lo
+        row = torch.arange(len(query), device=query.device).repeat_interleave(df)
+        first = (df.cumsum(0) - df).repeat_interleave(df)
+        at = lo.repeat_interleave(df) + torch.arange(len(row), device=query.device) - first
+        return row, self.chunks[at], self.counts[at], df
+
+
+class WordMatches:
+    """Where each position's query words occur among the chunks it can select, the external memory's
+    first, then its own sequence's visible ones, with each word's BM25 IDF over those chunks: found once
+    per forward pass, scored by each HSA group with its own per-word weights."""
+
+    def __init__(
+        self,
+        hashes: torch.Tensor,
+        held: torch.Tensor,
+        own: torch.Tensor,
+        visible: torch.Tensor,
+        external: WordIndex | None,
+    ):
+        """hashes, held (B, T, Q): window_words; own (B, Co, LEXICAL_SLOT·S): the sequence's chunks'
+        word_slots; visible (T,): how many of them each position can select; external: the memory's."""
+        B, T, Q = hashes.shape
+        self.hashes, self.held, self.shape = hashes, held, (B, T, own.shape[1])
+        keys = torch.where(held, hashes % 2**EXACT_BITS, -1).flatten()
+        n_ext = external.n if external is not None else 0
+        rows, chunks, counts = [], [], []
+        df = torch.zeros(B * T * Q, device=hashes.device)
+        if external is not None:
+            r, c, k, d = external.lookup(keys)
+            rows.append(r), chunks.append(c), counts.append(k)
+            df += d
+        per_row = T * Q
+        for b in range(B):
+            r, c, k, _ = WordIndex(own[b]).lookup(keys[b * per_row : (b + 1) * per_row])
+            seen = c < visible[r // Q]
+            r, c, k = r[seen] + b * per_row, c[seen] + n_ext, k[seen]
+            rows.append(r), chunks.append(c), counts.append(k)
+            df += torch.bincount(r, minlength=B * T * Q)
+        self.row, self.chunk, self.count = torch.cat(rows), torch.cat(chunks), torch.cat(counts)
+        n = (visible.to(df.dtype) + n_ext)[None, :, None].expand(B, T, Q).flatten()
+        self.idf = torch.where(keys >= 0, bm25_idf(df, n), 0.0)
+        self.n_chunks = n_ext + own.shape[1]
+
+    def scores(self, weights: torch.Tensor) -> torch.Tensor:
+        """(B, T, n_ext + Co): each chunk's Σ over the query's words it holds of weight × IDF × count;
+        weights (V,) per word at its hash mod V."""
+        B, T, Q = self.hashes.shape
+        w = (weights.float()[self.hashes % weights.numel()] * self.held).flatten() * self.idf
+        out = torch.zeros(B * T, self.n_chunks, device=w.device)
+        out.index_put_((self.row // Q, self.chunk), w[self.row] * self.count, accumulate=True)
+        return out.view(B, T, self.n_chunks)
+
+
 def _shift(x: torch.Tensor, k: int, fill) -> torch.Tensor:
     """x (B, T) moved k positions later along T, the first k filled."""
     k = min(k, x.shape[1])
@@ -180,14 +302,21 @@ def _window_sums(per_token: torch.Tensor, window: int, doc: torch.Tensor | None)
     included) within its document."""
     B, T, dim = per_token.shape
     sums = torch.cat([per_token.new_zeros(B, 1, dim), per_token.cumsum(1)], 1)  # sums[t] = Σ_{i<t}
-    t = torch.arange(T, device=per_token.device).expand(B, T)
+    start = _window_starts(B, T, window, doc, per_token.device)
+    return sums[:, 1:] - sums.gather(1, start[..., None].expand(B, T, dim))
+
+
+def _window_starts(B: int, T: int, window: int, doc: torch.Tensor | None, device=None) -> torch.Tensor:
+    """(B, T): the first position of each position's window, within its document."""
+    device = doc.device if doc is not None else device
+    t = torch.arange(T, device=device).expand(B, T)
     start = (t - window + 1).clamp(min=0)
     if doc is not None:
         boundary = torch.ones_like(doc, dtype=torch.bool)
         boundary[:, 1:] = doc[:, 1:] != doc[:, :-1]
         doc_start = torch.where(boundary, t, torch.zeros_like(t)).cummax(1).values
         start = torch.maximum(start, doc_start)
-    return sums[:, 1:] - sums.gather(1, start[..., None].expand(B, T, dim))
+    return start
 
 
 def idf(

@@ -13,7 +13,7 @@ from hsa_core.chunk_encoder import ChunkEncoder
 from hsa_core.config import HSAConfig
 from hsa_core.hsa_layer import HSALayer
 from hsa_core.layers import Block, RMSNorm, WindowCache, rope_angles
-from hsa_core.lexical import bm25_idf
+from hsa_core.lexical import WordIndex, WordMatches, bm25_idf, window_words
 from hsa_core.memory import ChunkMemory, MemoryView
 from hsa_core.retrieval import Retrieval
 
@@ -82,6 +82,7 @@ class HSAModel(nn.Module):
         self.backend = "auto"  # kernels.hsa_attention backend
         self.hsa = True  # False inside without_hsa()
         self._df_of = None  # (landmarks, df) of the last external memory (_memory_df)
+        self._words_of = None  # (landmarks, WordIndex) of the last external memory (_memory_words)
         self.apply(self._init_weights)
         if self.encoder.cls is not None:
             nn.init.normal_(self.encoder.cls, std=cfg.init_std)
@@ -138,17 +139,21 @@ class HSAModel(nn.Module):
         B = x.shape[0]
         ext_lmk = memory.landmarks if memory is not None else None
         n_ext = ext_lmk.shape[0] if ext_lmk is not None else 0
-        idf = self._lexical_idf(own_lmk, ext_lmk, positions) if lexical and self.cfg.lexical_bm25 else None
+        cfg = self.cfg
+        exact = self._word_matches(lexical, x.shape[1], own_lmk, ext_lmk, positions) if self.hsa else None
+        binned = lexical if lexical and not self._exact else None
+        idf = self._lexical_idf(own_lmk, ext_lmk, positions) if binned and cfg.lexical_bm25 else None
         j = 0
         for group in self.groups:
             if not self.hsa:
                 x = self._blocks(group, x, rope, doc, state, j)
                 j += len(group.blocks)
                 continue
-            bags = group.retrieval.bags(*lexical, x.shape[1], self.word_pieces) if lexical else None
+            bags = group.retrieval.bags(*binned, x.shape[1], self.word_pieces) if binned else None
             if idf is not None:
                 bags = bags * idf
-            indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk, top_k, bags)
+            words = exact.scores(group.retrieval.lex_weight) if exact is not None else None
+            indices, weights = group.retrieval(x, positions, own_lmk, ext_lmk, top_k, bags, words)
             k, v, local = own_k, own_v, indices
             if n_ext:
                 # gather only the external chunks some token picked; renumber indices into [ext | own]
@@ -168,7 +173,7 @@ class HSAModel(nn.Module):
                 selections.weights.append(weights)
             if probe is not None:
                 probe.queries.append(
-                    group.retrieval.query(x[probe.mask], bags[probe.mask] if lexical else None)
+                    group.retrieval.query(x[probe.mask], bags[probe.mask] if binned else None)
                 )
             x = group.hsa(x, k, v, local, weights, self.backend)
             x = self._blocks(group, x, rope, doc, state, j)
@@ -195,6 +200,32 @@ class HSAModel(nn.Module):
         if ext_lmk is not None and ext_lmk.shape[0]:
             df, n = df + self._memory_df(ext_lmk), n + ext_lmk.shape[0]
         return bm25_idf(df, n)
+
+    def _word_matches(self, lexical, T: int, own_lmk, ext_lmk, positions) -> WordMatches | None:
+        """lexical_exact: the query words of the last T positions and where they occur among the chunks
+        each position can select (None without lexical_exact)."""
+        cfg = self.cfg
+        if not lexical or not self._exact:
+            return None
+        ids, doc = lexical
+        hashes, held = window_words(ids, self.word_pieces, cfg.lexical_window, doc)
+        visible = ((positions - cfg.select_lag) // cfg.chunk_size).clamp(0, own_lmk.shape[1])
+        external = self._memory_words(ext_lmk) if ext_lmk is not None and ext_lmk.shape[0] else None
+        own = own_lmk[:, :, 0, cfg.dense_dim :]
+        return WordMatches(hashes[:, -T:], held[:, -T:], own, visible, external)
+
+    @property
+    def _exact(self) -> bool:
+        """lexical_exact reads the lexical part by exact words outside training; training, which reads no
+        memory, scores bins as the part was trained, so a model read by words fine-tunes as before."""
+        return self.cfg.lexical_exact and not self.training
+
+    def _memory_words(self, ext_lmk: torch.Tensor) -> WordIndex:
+        """An external memory's WordIndex, kept while the same landmarks come back."""
+        cached = self._words_of
+        if cached is None or cached[0]() is not ext_lmk:
+            self._words_of = cached = (weakref.ref(ext_lmk), WordIndex(ext_lmk[:, 0, self.cfg.dense_dim :]))
+        return cached[1]
 
     def _memory_df(self, ext_lmk: torch.Tensor) -> torch.Tensor:
         """(lexical_dim,): how many of an external memory's chunks hold each bin, kept while the same

@@ -48,7 +48,7 @@ class Retrieval(nn.Module):
             q = self.wq(self.norm(x)).unflatten(-1, (cfg.hsa_kv_heads, cfg.dense_dim))
         else:
             q = x.new_zeros(*x.shape[:-1], cfg.hsa_kv_heads, cfg.dense_dim)
-        if not cfg.lexical_dim:
+        if not cfg.lexical_dim or bags is None:
             return q
         # scores are scaled by 1/√dense_dim for the learnt part; the lexical part is not
         gate = self.lex_gate * (LEXICAL_GAIN * math.sqrt(cfg.dense_dim))
@@ -63,6 +63,7 @@ class Retrieval(nn.Module):
         ext_landmarks: torch.Tensor | None = None,
         top_k: int | None = None,
         bags: torch.Tensor | None = None,
+        words: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Select chunks for every token (top_k: the config's unless given).
 
@@ -70,15 +71,22 @@ class Retrieval(nn.Module):
         are the sequence's chunks (chunk c visible iff position ≥ (c+1)·S + select_lag); ext_landmarks
         (Ce, Hkv, Dl) an external memory, always visible; bags (B, T, lexical_dim) the lexical part's.
         Returns indices and weights (B, T, Hkv, k): indices count external chunks first, then own chunks
-        (Ce + c); -1 marks an empty slot (weight 0).
+        (Ce + c); -1 marks an empty slot (weight 0). With lexical_exact, words (B, T, Ce + Co) are the
+        lexical part's scores (lexical.WordMatches), added to the learnt part's under the gate.
         """
         cfg = self.cfg
         top_k = top_k or cfg.top_k
-        q = self.query(x, bags)
         positions = positions - cfg.select_lag
         scale = 1.0 / math.sqrt(cfg.dense_dim)
-        if x.is_cuda:
-            return self._select_fused(q, positions, own_landmarks, ext_landmarks, scale, top_k)
+        if words is not None:  # the learnt part of the landmarks (none: width 0), then the exact words
+            d = cfg.dense_dim if cfg.dense_retrieval else 0
+            q = self.query(x, None)[..., :d]
+            own_landmarks = own_landmarks[..., :d]
+            ext_landmarks = ext_landmarks[..., :d] if ext_landmarks is not None else None
+        else:
+            q = self.query(x, bags)
+            if x.is_cuda:
+                return self._select_fused(q, positions, own_landmarks, ext_landmarks, scale, top_k)
         own = torch.einsum("bthd,bchd->bthc", q, own_landmarks.to(q.dtype)) * scale
         visible = (torch.arange(own.shape[-1], device=x.device) + 1) * cfg.chunk_size
         own = own.masked_fill(visible[None, None, None, :] > positions[None, :, None, None], float("-inf"))
@@ -86,7 +94,10 @@ class Retrieval(nn.Module):
         if ext_landmarks is not None and ext_landmarks.shape[0]:
             ext = torch.einsum("bthd,chd->bthc", q, ext_landmarks.to(q.dtype)) * scale
             scores = torch.cat([ext, own], -1)
-        return select_top_k(scores.float(), top_k, cfg.weights, cfg.gumbel if self.training else 0.0)
+        scores = scores.float()
+        if words is not None:  # hidden own chunks stay at -inf
+            scores = scores + (self.lex_gate.float() * LEXICAL_GAIN)[:, None] * words[:, :, None]
+        return select_top_k(scores, top_k, cfg.weights, cfg.gumbel if self.training else 0.0)
 
     def _select_fused(self, q, positions, own_landmarks, ext_landmarks, scale, top_k):
         """GPU path: the fused Triton scan picks (on noisy scores in training) without a [T, C] matrix in

@@ -18,33 +18,50 @@ borders: 52 of 56 where the store's chunks give 56). Two kinds of bins:
 
 Read against the model's own figure and keyword search's (docs/retrofit.md, eleventh session).
 
-PYTHONPATH=. python scripts/lexical_rank.py [MODEL] [--words [--text-words] [--bins N]] [--documents r-data]
+- `--bm25`: the model's own lexical_bm25 score (learnt weight × IDF × saturated count) computed here, once
+  with the model's bins and once with exact words, pages at rank 1, 3 and 5 beside keyword search's:
+  what a sparse lexical memory of exact words would gain (docs/retrofit.md, twentieth session).
+
+PYTHONPATH=. python scripts/lexical_rank.py [MODEL] [--words [--text-words] [--bins N] | --bm25]
+    [--documents r-data]
 """
 
 import argparse
 import re
 import tempfile
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import torch
 
-from app.docqa_real import COLLECTION, DATA, DOCUMENTS, STOPWORDS, load_questions
-from hsa_core.lexical import chunk_bins, chunk_word_bins, window_bags, word_pieces
+from app.docqa_real import COLLECTION, DATA, DOCUMENTS, STOPWORDS, keyword_chunks, load_questions
+from hsa_core.lexical import (
+    bm25_idf,
+    chunk_bins,
+    chunk_word_bins,
+    chunk_words,
+    saturated,
+    window_bags,
+    word_pieces,
+)
 from ingest import Encoder, ingest
 from storage import Store
 
 
-def store_chunks(encoder: Encoder, documents: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def store_chunks(
+    encoder: Encoder, documents: str, questions=()
+) -> tuple[torch.Tensor, torch.Tensor, list[str], list[list[int]]]:
     """The document's chunks as ingest stores them: token ids (N, S), -1 after a short chunk's end, each
-    chunk's page (N,) and its text."""
+    chunk's page (N,) and its text; and for each of questions the pages of keyword search's top 5."""
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "store") as store:
         ingest([DATA / DOCUMENTS[documents]], store, encoder, documents, progress=False)
         rows = store.db.execute("select page, text from chunks order by document_id, ordinal").fetchall()
+        keyword = [[r[1] for r in keyword_chunks(store, q.question, 5, documents)] for q in questions]
     ids = [encoder.model.tokenizer.encode(text) for _, text in rows]
     width = max(map(len, ids))
     chunks = torch.tensor([i + [-1] * (width - len(i)) for i in ids])
-    return chunks, torch.tensor([page for page, _ in rows]), [text for _, text in rows]
+    return chunks, torch.tensor([page for page, _ in rows]), [text for _, text in rows], keyword
 
 
 def rank_tokens(model, questions, chunks: torch.Tensor, chunk_page: torch.Tensor) -> dict[str, int]:
@@ -87,6 +104,50 @@ def rank_bags(questions, bins: torch.Tensor, chunk_page: torch.Tensor, bins_of) 
     return hits
 
 
+def rank_bm25(model, questions, chunks: torch.Tensor, chunk_page: torch.Tensor, bins: int | None) -> list:
+    """lexical_bm25's score outside the model, over the document's chunks: each word of the question
+    weighs its learnt weight (HSA group 0's, by hash mod vocabulary as the model indexes it) × its BM25
+    IDF over the chunks, times the chunk's saturated count of it; words are matched by their full hash
+    (bins None: exact words) or by hash mod bins (the model's lexical_dim). Each question's top 5 pages.
+    With the model's bins it ranks the page as the model's reread pass does (docs/retrofit.md, nineteenth
+    session), so exact words measure what a sparse lexical memory would gain."""
+    table = model.word_pieces.cpu()
+    weights = model.groups[0].retrieval.lex_weight.detach().float()
+    key = (lambda h: h) if bins is None else (lambda h: h % bins)  # noqa: E731
+    hashes, ends = chunk_words(chunks, table)
+    counts = [
+        Counter(key(h) for h in hashes[i][ends[i] & (chunks[i] >= 0)].tolist()) for i in range(len(chunks))
+    ]
+    df = Counter(k for c in counts for k in c)
+    n = torch.tensor(float(len(chunks)))
+    out = []
+    for q in questions:
+        ids = torch.tensor([model.tokenizer.encode(q.question)])
+        q_hashes, q_ends = chunk_words(ids, table)
+        query: dict[int, float] = {}
+        for h in q_hashes[0][q_ends[0]].tolist():
+            query[key(h)] = query.get(key(h), 0.0) + weights[h % len(weights)].item()
+        idf = {k: bm25_idf(torch.tensor(float(df[k])), n).item() for k in query if df[k]}
+        scores = torch.tensor(
+            [
+                sum(
+                    w * idf[k] * saturated(torch.tensor(float(c[k]))).item()
+                    for k, w in query.items()
+                    if k in c
+                )
+                for c in counts
+            ]
+        )
+        out.append(chunk_page[scores.topk(5).indices].tolist())
+    return out
+
+
+def ranks(questions, top5: list[list[int]]) -> str:
+    """Answering page at rank 1 / in the top 3 / in the top 5."""
+    at = lambda k: sum(q.page in pages[:k] for q, pages in zip(questions, top5, strict=True))  # noqa: E731
+    return f"{at(1)} / {at(3)} / {at(5)} of {len(questions)}"
+
+
 def piece_word_bins(model, chunks: torch.Tensor, dim: int):
     """Words as `lexical_words` makes them from the tokenizer's pieces (hsa_core/lexical.py)."""
     table = word_pieces(model.tokenizer.pieces())
@@ -112,14 +173,28 @@ def main() -> None:
     p.add_argument("--words", action="store_true", help="hash whole words instead of the model's tokens")
     p.add_argument("--text-words", action="store_true", help="with --words: words of the text, not of pieces")
     p.add_argument("--bins", type=int, default=1024, help="word bins (default: %(default)s)")
+    p.add_argument(
+        "--bm25",
+        action="store_true",
+        help="lexical_bm25's score with the model's weights, its bins against exact words; pages at rank "
+        "1 / 3 / 5 beside keyword search's",
+    )
     p.add_argument("--documents", choices=sorted(DOCUMENTS), default=COLLECTION)
     args = p.parse_args()
     encoder, _ = Encoder.load(args.model, "cpu")
     model = encoder.model
-    if not model.cfg.lexical_dim and not args.words:
+    if not model.cfg.lexical_dim and (args.bm25 or not args.words):
         raise SystemExit(f"{args.model}: this model has no lexical part; try --words")
-    chunks, chunk_page, texts = store_chunks(encoder, args.documents)
     questions = load_questions(args.documents)
+    chunks, chunk_page, texts, keyword = store_chunks(encoder, args.documents, questions if args.bm25 else ())
+    if args.bm25:
+        print(f"{args.documents}: answering page at rank 1 / in the top 3 / in the top 5")
+        print(f"{'keyword search (FTS5)':>32}: {ranks(questions, keyword)}")
+        for bins in (model.cfg.lexical_dim, None):
+            top5 = rank_bm25(model, questions, chunks, chunk_page, bins)
+            name = f"model's weights, {bins} bins" if bins else "model's weights, exact words"
+            print(f"{name:>32}: {ranks(questions, top5)}")
+        return
     if args.words:
         bins, bins_of = (
             text_word_bins(texts, args.bins) if args.text_words else piece_word_bins(model, chunks, args.bins)

@@ -9,15 +9,21 @@ import torch
 
 from hsa_core import HSAConfig, HSAModel
 from hsa_core.lexical import (
+    EXACT_BITS,
+    WordIndex,
     bm25_idf,
     chunk_bins,
     chunk_word_bins,
+    chunk_words,
     idf,
     saturated,
+    slot_words,
     window_bags,
     window_word_bags,
+    window_words,
     word_hashes,
     word_pieces,
+    word_slots,
 )
 from hsa_core.model import Selections
 
@@ -322,3 +328,91 @@ def test_word_bins_select_the_chunk_holding_a_word_split_into_pieces(tmp_path):
     word = word_hashes(torch.tensor([[7, 8, 9]]), table)[0][0, -1] % 300
     assert weights[word] == pytest.approx(math.log(6 / 6))  # in all 5 chunks, counted once each
     assert weights.max() == pytest.approx(math.log(6))  # slots of no word
+
+
+def test_word_slots_hold_each_distinct_word_once_with_its_saturated_count():
+    table = torch.tensor([0, -1, -2, 3])  # a separator, two words, a piece that continues a word
+    ids = torch.tensor([[1, 0, 2, 3, 0, 1, 0, 1], [0, 0, 0, 0, 0, 0, 0, 0]])
+    keys, counts = slot_words(word_slots(ids, table).to(torch.bfloat16))  # as stored
+    hashes, ends = chunk_words(ids, table)
+    words = hashes[0][ends[0]] % 2**EXACT_BITS
+    assert sorted(keys[0][keys[0] >= 0].tolist()) == sorted(set(words.tolist()))  # word 1 ×3, word 2+3 ×1
+    by_key = dict(zip(keys[0].tolist(), counts[0].tolist(), strict=True))
+    assert by_key[int(words[0])] == pytest.approx(float(saturated(torch.tensor(3.0))), rel=1e-2)
+    assert by_key[int(words[1])] == 1.0
+    assert (keys[1] == -1).all() and (counts[1] == 0).all()  # no word: every slot empty
+    index = WordIndex(word_slots(ids, table))
+    row, chunk, count, df = index.lookup(torch.tensor([int(words[0]), 12345]))
+    assert df.tolist() == [1, 0] and row.tolist() == [0] and chunk.tolist() == [0]
+
+
+def test_window_words_are_the_words_of_the_window_bags():
+    """Summed into bins with their weights, a position's window words are window_word_bags' bag."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(3)
+    table = torch.randint(1, 50, (60,), generator=g) * torch.randint(-1, 2, (60,), generator=g)
+    ids = torch.randint(0, 60, (2, 40))
+    ids[1, :4] = -1
+    doc = torch.zeros(2, 40, dtype=torch.long)
+    doc[0, 17:] = 1
+    weights, dim = torch.rand(64), 2**16
+    hashes, held = window_words(ids, table, 6, doc)
+    got = torch.zeros(2, 40, dim).scatter_add_(2, hashes % dim, weights[hashes % 64] * held)
+    torch.testing.assert_close(got, window_word_bags(ids, weights, table, dim, 6, doc))
+
+
+def test_exact_words_select_as_bins_do_without_collisions_and_apart_where_bins_collide():
+    """With more bins than words, lexical_exact computes what bins compute, in the sequence and against
+    a memory. Two words that share a bin: the bins match the question's word in a chunk that holds only
+    the other; exact words pick the chunk that holds the asked word."""
+    kw = dict(vocab_size=300, lexical_words=True, lexical_bm25=True, dense_retrieval=False, lexical_window=8)
+    torch.manual_seed(0)
+    binned = HSAModel(HSAConfig.preset("test", lexical_dim=2**16, **kw)).eval()
+    exact = HSAModel(HSAConfig.preset("test", lexical_dim=2**16, lexical_exact=True, **kw)).eval()
+    with torch.no_grad():
+        for group in binned.groups:
+            group.retrieval.lex_gate.fill_(0.5)
+            group.retrieval.lex_weight.uniform_(0.5, 2.0)
+    exact.load_state_dict(binned.state_dict())
+    ids = torch.randint(3, 40, (2, 96))  # few distinct tokens: words repeat, their IDF matters
+    memory = binned.encode_memory(ids[0])
+    for m_ids, mem in ((ids, None), (ids[1:, :20], memory)):
+        sb, se = Selections(len(mem) if mem else 0), Selections(len(mem) if mem else 0)
+        with torch.no_grad():
+            binned(m_ids, memory=mem, selections=sb)
+            exact(m_ids, memory=exact.encode_memory(ids[0]) if mem else None, selections=se)
+        for a, b in zip(sb.indices + sb.weights, se.indices + se.weights, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # training (no memory) scores bins, so the weights train as they were trained
+        torch.manual_seed(5)  # the same selection noise for both
+        trained = exact.train()(ids)
+        torch.manual_seed(5)
+        torch.testing.assert_close(trained, binned.train()(ids))
+    exact.eval()
+    # 4 bins: two words (every token is one) sharing a bin, neither the filler nor the 20 asked with
+    small = {
+        b: HSAModel(HSAConfig.preset("test", lexical_dim=4, lexical_exact=b, **kw)).eval() for b in (0, 1)
+    }
+    hashes = chunk_words(torch.arange(300)[None], small[0].word_pieces)[0][0]
+    a, b = next(
+        (i, j)
+        for i in range(10, 300)
+        for j in range(i + 1, 300)
+        if hashes[i] % 4 == hashes[j] % 4 and not {i, j} & {20, 50}
+    )
+    S = small[0].cfg.chunk_size
+    doc = torch.full((6, S), 50)
+    doc[2, 3:5] = b  # chunk 2 holds the other word of the asked word's bin, twice: a higher count
+    doc[4, 3] = a  # chunk 4 holds the asked word
+    picks = {}
+    for flag, m in small.items():
+        with torch.no_grad():
+            for group in m.groups:
+                group.retrieval.lex_gate.fill_(1.0)
+        sel = Selections(6)
+        with torch.no_grad():
+            m(torch.tensor([[20, a]]), memory=m.encode_memory(doc.flatten()), selections=sel)
+        picks[flag] = {
+            int(i[0, -1, 0, w[0, -1, 0].argmax()]) for i, w in zip(sel.indices, sel.weights, strict=True)
+        }
+    assert picks == {0: {2}, 1: {4}}

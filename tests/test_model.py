@@ -23,15 +23,16 @@ def ids(n: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(5, V, (n,), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(scope="module", params=["dense", "lexical", "words", "bm25"])
+@pytest.fixture(scope="module", params=["dense", "lexical", "words", "bm25", "exact"])
 def model(request) -> HSAModel:
     """The test preset, and the same with a lexical part whose gate is open (hsa_core/lexical.py), of
-    token or of word bins (words of 1–3 random pieces, some pieces separators), the last with BM25's
-    weighting (IDF over the chunks a position sees)."""
+    token or of word bins (words of 1–3 random pieces, some pieces separators), then with BM25's
+    weighting (IDF over the chunks a position sees), then read by exact words (lexical_exact)."""
     if request.param == "dense":
         return make()
-    words = request.param in ("words", "bm25")
-    m = make(lexical_dim=16, lexical_window=5, lexical_words=words, lexical_bm25=request.param == "bm25")
+    words = request.param in ("words", "bm25", "exact")
+    bm25, exact = request.param in ("bm25", "exact"), request.param == "exact"
+    m = make(lexical_dim=16, lexical_window=5, lexical_words=words, lexical_bm25=bm25, lexical_exact=exact)
     with torch.no_grad():
         for group in m.groups:
             group.retrieval.lex_gate.fill_(0.1)
