@@ -1,11 +1,12 @@
-"""The real-document benchmark (`hsa eval --tasks docqa_real [--documents r-faq|r-data|r-admin]`): factual
-questions about a PDF from Debian's r-doc-pdf that no model here was trained on, each with the page that
-answers it. r-faq: 56 questions on the R FAQ (52 pages), on which every decision since the ninth session
-was measured. r-data: 65 questions on R Data Import/Export (41 pages), written in the fifteenth session
-and tuned on by nothing, so that a choice made on the R FAQ can be checked on a document it never saw.
-r-admin: 74 questions on R Installation and Administration (85 pages), written in the eighteenth session
-after r-data had decided something (the retrofit's word table), so that again one document has decided
-nothing.
+"""The real-document benchmark (`hsa eval --tasks docqa_real [--documents r-faq|r-data|r-admin|r-ints]`):
+factual questions about a PDF from Debian's r-doc-pdf that no model here was trained on, each with the
+page that answers it. r-faq: 56 questions on the R FAQ (52 pages), on which every decision since the ninth
+session was measured. r-data: 65 questions on R Data Import/Export (41 pages), written in the fifteenth
+session and tuned on by nothing, so that a choice made on the R FAQ can be checked on a document it never
+saw. r-admin: 73 questions on R Installation and Administration (85 pages), written in the eighteenth
+session after r-data had decided something (the retrofit's word table), so that again one document has
+decided nothing. r-ints: 57 questions on R Internals (81 pages), written in the twentieth session before
+anything was measured on it, to decide how many chunks the reread reads.
 
 Three readers answer the same questions over the same store:
 - the HSA model through the app's own path (QAService): correct if the answer contains a reference;
@@ -34,7 +35,7 @@ from storage import Store
 
 DATA = Path(__file__).parent / "data"
 # the collection's name: its PDF in DATA
-DOCUMENTS = {"r-faq": "R-FAQ.pdf", "r-data": "R-data.pdf", "r-admin": "R-admin.pdf"}
+DOCUMENTS = {"r-faq": "R-FAQ.pdf", "r-data": "R-data.pdf", "r-admin": "R-admin.pdf", "r-ints": "R-ints.pdf"}
 COLLECTION = "r-faq"  # the default, and the one the probes in scripts/ read
 PDF = DATA / DOCUMENTS[COLLECTION]
 STOPWORDS = set(

@@ -32,5 +32,5 @@ def test_no_question_gives_its_answer_away(documents):
 
 
 def test_an_unknown_document_set_is_named_in_the_error():
-    with pytest.raises(ValueError, match="unknown documents 'r-lang': one of r-faq, r-data, r-admin"):
+    with pytest.raises(ValueError, match="unknown documents 'r-lang': one of r-faq, r-data, r-admin, r-ints"):
         load_questions("r-lang")
