@@ -56,7 +56,8 @@ def build_ui(service: QAService) -> gr.Blocks:
             f"**Model** `{encoder.name}` · {service.model.num_parameters() / 1e6:.1f}M parameters · "
             f"chunk {cfg.chunk_size} tokens · window {cfg.window} · top-k {cfg.top_k} · {service.device}"
             + (
-                f" · answers written from its {service.reread} best evidence chunks, HSA off"
+                f" · answers written from its {service.reread} best evidence chunks and from its best alone,"
+                " the surer kept, HSA off"
                 if service.reread
                 else ""
             )

@@ -24,6 +24,7 @@ class LayerSelection:
 class Step:
     token: int
     layers: list[LayerSelection]
+    logprob: float  # log p(token) under the model, at temperature 1: how sure the model was of it
 
 
 def _last_position(sel: Selections, memory: MemoryView | None) -> list[LayerSelection]:
@@ -69,7 +70,8 @@ def generate(
         sel = Selections(n_ext)
         logits = model(ids, memory=memory, state=state, selections=sel, last_only=True, top_k=top_k)
         token = sample(logits[0, -1], temperature, generator)
-        yield Step(token, _last_position(sel, memory))
+        logprob = float(torch.log_softmax(logits[0, -1].float(), -1)[token])
+        yield Step(token, _last_position(sel, memory), logprob)
         if token in stop_ids:
             return
         ids = torch.tensor([[token]], device=ids.device)

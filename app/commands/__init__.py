@@ -10,5 +10,6 @@ def add_reread_argument(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="a chat model (smollm2-hsa) writes its answer again from its N best evidence chunks placed in "
-        "its window, HSA off; 0: answer through HSA (default: 3 for a chat model, 0 for others)",
+        "its window, HSA off, and from its best chunk alone, and keeps the answer it is surer of; 0: answer "
+        "through HSA (default: 3 for a chat model, 0 for others)",
     )

@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             shown = ""
             for answer in service.stream(args.question, args.collection, **kwargs):
-                sys.stdout.write(answer.answer[len(shown) :] if answer.answer.startswith(shown) else "")
+                if answer.answer.startswith(shown):
+                    sys.stdout.write(answer.answer[len(shown) :])
+                else:  # a reread kept the answer from its best chunk alone: the model was surer of it
+                    sys.stdout.write(f"\n(surer, from its best chunk alone:) {answer.answer}")
                 sys.stdout.flush()
                 shown = answer.answer
             print()

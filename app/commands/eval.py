@@ -43,10 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", help="corpus folder, needed by docqa tasks and the corpus haystack")
     p.add_argument(
         "--documents",
-        choices=["r-faq", "r-data", "r-admin", "r-ints"],
+        choices=["r-faq", "r-data", "r-admin", "r-ints", "r-lang"],
         default="r-faq",
         help="docqa_real's PDF and questions: the R FAQ, R Data Import/Export, R Installation and "
-        "Administration or R Internals (default: %(default)s)",
+        "Administration, R Internals or the R Language Definition (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=0, help="first sample seed (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=32, help="answer length limit (default: %(default)s)")
